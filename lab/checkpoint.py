@@ -1,0 +1,37 @@
+"""Reading checkpoints safely. Every load is weights_only=True: a checkpoint that needs unpickling code
+(an nn.Module, a functools.partial, an OmegaConf node) is refused, never loaded with weights_only=False."""
+from pathlib import Path
+
+import torch
+
+from lab.model import build_model
+
+
+class CheckpointError(Exception):
+    """A checkpoint that is missing, unsafe or from another setup; the message is one line."""
+
+
+def load_checkpoint(path) -> dict:
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist (train one with python -m lab.train; it "
+                              f"leaves checkpoints/best.ckpt and last.ckpt in the run dir)")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"checkpoint {path} refused: it cannot be read with weights_only=True "
+                              f"(it holds pickled code or is damaged: {first[:160]}); lab never unpickles "
+                              f"code, so re-save it with tensors and plain Python only") from None
+
+
+def net_from_checkpoint(ckpt: dict, path="checkpoint") -> tuple[torch.nn.Module, dict]:
+    """The trained net (eval mode, CPU) and the checkpoint's plain hyperparameters."""
+    hp = ckpt.get("hyper_parameters") or {}
+    if "model" not in hp or "num_classes" not in hp:
+        raise CheckpointError(f"{path} was not written by lab.train (no model/num_classes in its "
+                              f"hyper_parameters)")
+    net = build_model(hp["model"], hp["num_classes"], hp["in_channels"])
+    state = {k.removeprefix("net."): v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
+    net.load_state_dict(state)
+    return net.eval(), hp

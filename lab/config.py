@@ -1,0 +1,85 @@
+"""Config checks that run before any data is touched, and the resolvers conf/ uses.
+
+Each rule names the key, the allowed range and an example, so a typo costs one line, not a traceback."""
+import math
+import os
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+
+class ConfigError(Exception):
+    """A config value outside its allowed range; the message is the one line the user sees."""
+
+
+def project_root() -> str:
+    return str(Path(__file__).resolve().parents[1])
+
+
+def job_dirname(*, _root_) -> str:
+    """Sweep job dir from the swept overrides only (`optimizer.lr=0.03`), so names stay short and a rerun of
+    the same command maps every job to the same dir (what resume=true relies on)."""
+    swept = os.environ.get("LAB_SWEPT_KEYS")
+    keep = set(swept.split(",")) if swept else None
+    parts = []
+    for item in _root_.hydra.overrides.task:
+        key = item.split("=", 1)[0].lstrip("+~")
+        if key in ("resume",) or key.startswith("hydra."):
+            continue
+        if keep is None or key in keep:
+            parts.append(item.lstrip("+~"))
+    name = ",".join(parts).replace("/", "_")
+    return name[:200] if name else str(_root_.hydra.job.num)
+
+
+def register_resolvers() -> None:
+    if not OmegaConf.has_resolver("lab_root"):
+        OmegaConf.register_new_resolver("lab_root", project_root)
+        OmegaConf.register_new_resolver("lab_job_dir", job_dirname)
+
+
+def is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+PRECISIONS = {"auto", "32", "32-true", "16-mixed", "bf16-mixed", "bf16-true", "64", "64-true"}
+
+# (key, test, allowed range as the user should read it)
+RULES = [
+    ("seed", is_int, "an integer"),
+    ("optimizer.lr", lambda v: is_number(v) and v > 0, "a number > 0, e.g. 0.03"),
+    ("optimizer.weight_decay", lambda v: v is None or (is_number(v) and v >= 0), "a number >= 0"),
+    ("optimizer.momentum", lambda v: v is None or (is_number(v) and 0 <= v < 1), "a number in [0, 1)"),
+    ("dataset.batch_size", lambda v: is_int(v) and v >= 1, "an integer >= 1, e.g. 256"),
+    ("dataset.val_split", lambda v: is_number(v) and 0 <= v < 1, "a number in [0, 1), e.g. 0.1"),
+    ("dataset.augment.crop_padding", lambda v: is_int(v) and v >= 0, "an integer >= 0 (0 = no crop)"),
+    ("dataset.augment.flip", lambda v: isinstance(v, bool), "true or false"),
+    ("trainer.max_epochs", lambda v: is_int(v) and v >= 1, "an integer >= 1, e.g. 50"),
+    ("trainer.precision", lambda v: str(v) in PRECISIONS, "one of " + ", ".join(sorted(PRECISIONS))),
+    ("model.layers", lambda v: isinstance(v, list) and len(v) > 0 and all(is_int(n) and n >= 1 for n in v),
+     "a list of block counts >= 1, e.g. [2, 2, 2, 2]"),
+    ("model.block", lambda v: v in ("basic", "bottleneck"), "basic or bottleneck"),
+    ("scheduler.milestones", lambda v: v is None or (isinstance(v, list) and all(is_int(m) and m > 0 for m in v)
+                                                     and all(a < b for a, b in zip(v, v[1:]))),
+     "strictly increasing positive epochs, e.g. [30, 40]"),
+    ("scheduler.gamma", lambda v: v is None or (is_number(v) and v > 0), "a number > 0, e.g. 0.1"),
+    ("distill.temperature", lambda v: v is None or (is_number(v) and v > 0), "a number > 0, e.g. 4"),
+    ("distill.alpha", lambda v: v is None or (is_number(v) and v >= 0), "a number >= 0"),
+    ("distill.beta", lambda v: v is None or (is_number(v) and v >= 0), "a number >= 0"),
+]
+
+
+def validate(cfg) -> None:
+    """Raise ConfigError for the first value outside its allowed range."""
+    for key, ok, allowed in RULES:
+        value = OmegaConf.select(cfg, key, default=None)
+        if key.startswith(("scheduler.", "distill.", "optimizer.weight", "optimizer.momentum")) and value is None:
+            continue
+        if isinstance(value, (list, tuple)) or OmegaConf.is_list(value):
+            value = list(value)
+        if not ok(value):
+            raise ConfigError(f"{key}={value!r} is not allowed: must be {allowed} (set it with {key}=...)")

@@ -1,0 +1,76 @@
+"""conf/distill/: knowledge distillation from a frozen teacher that lab trained on the student's data.
+
+Total loss = alpha * CE(student, labels) + beta * distill_loss(student, teacher). The lab's report
+distilled from an ImageNet ResNet50 with an untrained 100-way head, i.e. from noise; here the teacher is a
+lab checkpoint (+experiment=teacher) whose dataset and class count must match the student's."""
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lab.checkpoint import load_checkpoint, net_from_checkpoint
+from lab.config import ConfigError
+
+KINDS = ("none", "soft_target", "logits", "both")
+
+
+def soft_target_loss(student_logits, teacher_logits, temperature: float) -> torch.Tensor:
+    """Hinton et al. 2015: KL(softmax(t/T) || softmax(s/T)), batch mean, times T^2 so its gradients keep
+    the same scale as CE's when T changes."""
+    log_p_student = F.log_softmax(student_logits / temperature, dim=1)
+    p_teacher = F.softmax(teacher_logits / temperature, dim=1)
+    return F.kl_div(log_p_student, p_teacher, reduction="batchmean") * temperature**2
+
+
+def logits_loss(student_logits, teacher_logits) -> torch.Tensor:
+    """Ba & Caruana 2014: regress the raw logits (mean squared error over batch and classes)."""
+    return F.mse_loss(student_logits, teacher_logits)
+
+
+class Distiller(nn.Module):
+    def __init__(self, teacher: nn.Module, kind: str, alpha: float, beta: float, temperature: float):
+        super().__init__()
+        self.teacher = teacher.eval().requires_grad_(False)
+        self.kind, self.alpha, self.beta, self.temperature = kind, alpha, beta, temperature
+        self.val_acc = None
+
+    def train(self, mode: bool = True):
+        return super().train(False)  # the teacher stays in eval mode (frozen batch-norm statistics)
+
+    def loss(self, images: torch.Tensor, student_logits: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            teacher_logits = self.teacher(images).float()
+        student_logits = student_logits.float()
+        loss = student_logits.new_zeros(())
+        if self.kind in ("soft_target", "both"):
+            loss = loss + soft_target_loss(student_logits, teacher_logits, self.temperature)
+        if self.kind in ("logits", "both"):
+            loss = loss + logits_loss(student_logits, teacher_logits)
+        return loss
+
+    @torch.no_grad()
+    def measure(self, loader) -> float:
+        correct = total = 0
+        for images, labels in loader:
+            correct += (self.teacher(images).argmax(1) == labels).sum()
+            total += len(labels)
+        self.val_acc = round(float(correct) / max(total, 1), 4)
+        return self.val_acc
+
+
+def build_distiller(cfg, data) -> Distiller | None:
+    if cfg is None or cfg.kind == "none":
+        return None
+    if cfg.kind not in KINDS:
+        raise ConfigError(f"distill.kind={cfg.kind!r} is not allowed: must be one of {', '.join(KINDS)}")
+    if not cfg.get("teacher_ckpt"):
+        raise ConfigError("distill.teacher_ckpt is not set: train a teacher first with "
+                          "`python -m lab.train +experiment=teacher` and pass "
+                          "distill.teacher_ckpt=<its run dir>/checkpoints/best.ckpt")
+    ckpt = load_checkpoint(cfg.teacher_ckpt)
+    teacher, hp = net_from_checkpoint(ckpt, cfg.teacher_ckpt)
+    if hp["num_classes"] != data.num_classes or hp.get("dataset") != data.dataset_name:
+        raise ConfigError(f"teacher {cfg.teacher_ckpt} was trained on {hp.get('dataset')} with "
+                          f"{hp['num_classes']} classes, the student on {data.dataset_name} with "
+                          f"{data.num_classes}: train the teacher on the student's dataset")
+    teacher = teacher.to(memory_format=torch.channels_last)
+    return Distiller(teacher, cfg.kind, cfg.alpha, cfg.beta, cfg.temperature)

@@ -1,0 +1,112 @@
+"""The LightningModule: a net, a loss (cross-entropy, plus distillation when a teacher is given), metrics.
+
+Batches arrive normalised and augmented on the device (lab/dataset/loader.py), so the steps are only
+forward, loss and metric updates. Nothing in a step calls .item(): metrics accumulate on the device and are
+read once per epoch (a per-step read is a CPU-GPU sync point)."""
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics import MeanMetric, MetricCollection
+from torchmetrics.classification import MulticlassAccuracy
+
+from lab.scheduler import build_scheduler
+
+
+def accuracy_metrics(num_classes: int, per_class: bool = False) -> MetricCollection:
+    metrics = {"acc": MulticlassAccuracy(num_classes, average="micro"),
+               "acc_top5": MulticlassAccuracy(num_classes, top_k=min(5, num_classes), average="micro")}
+    if per_class:
+        metrics["per_class_acc"] = MulticlassAccuracy(num_classes, average=None)
+    return MetricCollection(metrics)
+
+
+class Classifier(pl.LightningModule):
+    """`hparams` must be plain (dicts, lists, numbers, strings): it is saved in every checkpoint and
+    torch.load(weights_only=True) must read it back. It holds what lab.checkpoint needs to rebuild the net."""
+
+    def __init__(self, net: nn.Module, hparams: dict, optimizer_factory=None, scheduler_cfg=None,
+                 distiller=None, compile_net: bool = False):
+        super().__init__()
+        self.net = net
+        self.save_hyperparameters(hparams)
+        self.optimizer_factory, self.scheduler_cfg = optimizer_factory, scheduler_cfg
+        # Not registered as submodules: the teacher's weights stay out of the student's checkpoint, and the
+        # compiled wrapper would duplicate every key under _orig_mod.
+        object.__setattr__(self, "distiller", distiller)
+        object.__setattr__(self, "forward_net", torch.compile(net) if compile_net else net)
+        num_classes = hparams["num_classes"]
+        # ModuleDict keys cannot be "train" (nn.Module.train), hence the _set suffix.
+        self.metrics = nn.ModuleDict({"train_set": accuracy_metrics(num_classes),
+                                      "val_set": accuracy_metrics(num_classes),
+                                      "test_set": accuracy_metrics(num_classes, per_class=num_classes <= 100)})
+        loss_names = ["train_loss", "val_loss", "test_loss"]
+        if distiller is not None:
+            loss_names += ["train_ce", "train_distill"]
+        self.losses = nn.ModuleDict({name: MeanMetric() for name in loss_names})
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.forward_net(images)
+
+    def on_fit_start(self) -> None:
+        if self.distiller is not None:
+            self.distiller.to(self.device)
+            acc = self.distiller.measure(self.trainer.datamodule.val_dataloader())
+            print(f"Teacher validation accuracy: {acc:.4f}")
+
+    def training_step(self, batch, batch_idx):
+        images, labels = batch
+        logits = self(images)
+        ce = F.cross_entropy(logits, labels)
+        loss = ce
+        if self.distiller is not None:
+            distill = self.distiller.loss(images, logits)  # one teacher forward, under no_grad
+            loss = self.distiller.alpha * ce + self.distiller.beta * distill
+            self.losses["train_ce"].update(ce.detach())
+            self.losses["train_distill"].update(distill.detach())
+        self.losses["train_loss"].update(loss.detach(), weight=len(labels))
+        self.metrics["train_set"].update(logits.detach(), labels)
+        return loss
+
+    def evaluate(self, batch, stage: str) -> None:
+        images, labels = batch
+        logits = self(images)
+        self.losses[f"{stage}_loss"].update(F.cross_entropy(logits, labels), weight=len(labels))
+        self.metrics[f"{stage}_set"].update(logits, labels)
+
+    def validation_step(self, batch, batch_idx):
+        self.evaluate(batch, "val")
+
+    def test_step(self, batch, batch_idx):
+        self.evaluate(batch, "test")
+
+    def compute(self, stage: str) -> dict:
+        """Epoch values of one stage (synced across DDP ranks by torchmetrics), then reset."""
+        values = {f"{stage}_{k}": v for k, v in self.metrics[f"{stage}_set"].compute().items()}
+        for name, loss in self.losses.items():
+            if name.startswith(stage):
+                values[name] = loss.compute()
+                loss.reset()
+        self.metrics[f"{stage}_set"].reset()
+        return values
+
+    def on_validation_epoch_end(self) -> None:
+        # Validation ends each training epoch, so the training metrics are complete here too; logging both
+        # now puts one full row in callback_metrics before the epoch-end callbacks read it.
+        values = self.compute("val")
+        if not self.trainer.sanity_checking:
+            values.update(self.compute("train"))
+            values["lr"] = torch.tensor(self.trainer.optimizers[0].param_groups[0]["lr"])
+        self.log_dict(values)
+
+    def on_test_epoch_end(self) -> None:
+        values = self.compute("test")
+        self.per_class_acc = values.pop("test_per_class_acc", None)
+        self.log_dict(values)
+
+    def configure_optimizers(self):
+        optimizer = self.optimizer_factory(self.net.parameters())
+        scheduler = build_scheduler(self.scheduler_cfg, optimizer, self.trainer)
+        if scheduler is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": scheduler}

@@ -1,0 +1,40 @@
+"""Hydra callback for multiruns: names job dirs by the swept keys, writes the report, flags failed jobs."""
+import logging
+import os
+import sys
+from pathlib import Path
+
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.experimental.callback import Callback
+from omegaconf import OmegaConf
+
+from lab.run_files import read_results
+
+log = logging.getLogger("lab")
+
+
+def swept_keys(config) -> list[str]:
+    """Keys that take several values: `key=a,b` on the command line, or an experiment's sweeper.params."""
+    parsed = OverridesParser.create().parse_overrides(list(config.hydra.overrides.task))
+    keys = [o.key_or_group for o in parsed if o.is_sweep_override()]
+    params = OmegaConf.select(config, "hydra.sweeper.params") or {}
+    return keys + [k for k in params if k not in keys]
+
+
+class SweepCallback(Callback):
+    def on_multirun_start(self, config, **kwargs) -> None:
+        os.environ["LAB_SWEPT_KEYS"] = ",".join(k.lstrip("+~") for k in swept_keys(config))
+
+    def on_multirun_end(self, config, **kwargs) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        failed = [p.name for p in sorted(sweep_dir.iterdir()) if p.is_dir()
+                  and (read_results(p) or {}).get("status") == "failed"] if sweep_dir.is_dir() else []
+        try:
+            from lab.report import write_report
+            write_report([sweep_dir], sweep_dir)
+        except Exception as err:  # a broken figure must not hide the jobs' results
+            log.error(f"report for {sweep_dir} failed: {type(err).__name__}: {err}")
+        if failed:
+            log.error(f"{len(failed)} job(s) failed in {sweep_dir}: {', '.join(failed)} (see results.json "
+                      f"and the log in each; rerun with resume=true hydra.sweep.dir={sweep_dir})")
+            sys.exit(1)

@@ -1,0 +1,166 @@
+"""python -m lab.train: compose the config, check it, load the data once, fit, test, write results.json.
+
+The path to results: conf/train.yaml -> check (lab/config.py) -> data (lab/dataset/) -> net (lab/model.py)
+-> Classifier (lab/module.py) -> Trainer (lab/trainer.py) -> run dir files (lab/run_files.py)."""
+import logging
+import math
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import hydra
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from lab.checkpoint import CheckpointError
+from lab.config import ConfigError, register_resolvers, validate
+from lab.dataset.errors import DataError
+from lab.run_files import FINISHED, git_commit, read_results, write_json
+
+register_resolvers()
+log = logging.getLogger("lab")
+USER_ERRORS = (ConfigError, DataError, CheckpointError)
+
+
+def build_run(cfg: DictConfig, run_dir: Path):
+    """Everything fit() needs: module, datamodule, trainer and the epoch recorder."""
+    import pytorch_lightning as pl
+
+    from lab.dataset import load_dataset, split_validation
+    from lab.dataset.datamodule import DataModule
+    from lab.distill import build_distiller
+    from lab.model import build_model
+    from lab.module import Classifier
+    from lab.run_files import EpochRecorder
+    from lab.trainer import build_trainer
+
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    data = split_validation(load_dataset(cfg.dataset, cfg.paths.data_dir), cfg.dataset.val_split, cfg.seed)
+    if cfg.dataset.val_split == 0:
+        log.warning("dataset.val_split=0: validating on the test set, as the lab did; the best checkpoint "
+                    "is then chosen on test data, so results.json reports the last epoch's test accuracy")
+    distiller = build_distiller(cfg.distill, data)
+    net = build_model(cfg.model, data.num_classes, data.channels)
+    if cfg.model.channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    hparams = dict(model=OmegaConf.to_container(cfg.model), num_classes=data.num_classes,
+                   in_channels=data.channels, image_size=data.image_size, class_names=list(data.class_names),
+                   mean=list(data.mean), std=list(data.std), dataset=cfg.dataset.name,
+                   config=OmegaConf.to_container(cfg, resolve=True))
+    module = Classifier(net, hparams, hydra.utils.instantiate(cfg.optimizer), cfg.scheduler, distiller,
+                        compile_net=cfg.model.compile)
+    datamodule = DataModule(data, cfg.dataset.batch_size, cfg.dataset.augment, cfg.seed, cfg.model.channels_last)
+    extra_columns = ["train_ce", "train_distill"] if distiller is not None else []
+    recorder = EpochRecorder(run_dir, extra_columns)
+    trainer = build_trainer(cfg, run_dir, [recorder])
+    return module, datamodule, trainer, recorder
+
+
+def test_scores(trainer, module, datamodule, ckpt_path=None) -> dict:
+    trainer.test(module, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
+    scores = {k: float(trainer.callback_metrics[k]) for k in ("test_acc", "test_acc_top5", "test_loss")}
+    if module.per_class_acc is not None:
+        names = module.hparams["class_names"]
+        scores["per_class_acc"] = {n: round(float(a), 4) for n, a in zip(names, module.per_class_acc)}
+    return scores
+
+
+def evaluate(cfg, trainer, module, datamodule) -> dict:
+    """Test the last weights and, when validation is a held-out split, the best-validation checkpoint."""
+    last = test_scores(trainer, module, datamodule)
+    checkpoint = trainer.checkpoint_callback
+    best_path = checkpoint.best_model_path if checkpoint else ""
+    scores = dict(last, test_acc_last=last["test_acc"], test_acc_best=None,
+                  best_val_acc=float(checkpoint.best_model_score) if best_path else None)
+    if best_path:
+        best = test_scores(trainer, module, datamodule, ckpt_path=best_path)
+        scores["test_acc_best"] = best["test_acc"]
+        if cfg.dataset.val_split > 0:
+            scores.update(best)
+    return scores
+
+
+def train(cfg: DictConfig, run_dir: Path) -> float:
+    validate(cfg)
+    if cfg.resume:
+        done = read_results(run_dir)
+        if done and done.get("status") in FINISHED:
+            log.info(f"resume: {run_dir} already finished ({done['status']}), nothing to do")
+            return done.get("test_acc") if done.get("test_acc") is not None else math.nan
+    start = time.perf_counter()
+    module, datamodule, trainer, recorder = build_run(cfg, run_dir)
+    last_ckpt = run_dir / "checkpoints" / "last.ckpt"
+    resume_from = str(last_ckpt) if cfg.resume and last_ckpt.exists() else None
+    if resume_from:
+        log.info(f"resume: continuing from {last_ckpt}")
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
+    results = dict(status="ok", test_acc=None, diverged_epoch=recorder.diverged_epoch)
+    if recorder.diverged_epoch is not None:
+        results["status"] = "diverged"
+        log.warning(f"loss became NaN/inf in epoch {recorder.diverged_epoch}: stopped, status diverged")
+    else:
+        results.update(evaluate(cfg, trainer, module, datamodule))
+    from lab.model import count_params
+
+    results.update(
+        epochs=trainer.current_epoch, train_time_s=round(recorder.train_time_s, 3),
+        images_per_s=round(recorder.train_images / max(recorder.train_time_s, 1e-9), 1),
+        total_time_s=round(time.perf_counter() - start, 3), params=count_params(module.net),
+        precision=str(trainer.precision), device=str(trainer.strategy.root_device),
+        teacher_val_acc=getattr(module.distiller, "val_acc", None))
+    if trainer.is_global_zero:
+        save_results(cfg, run_dir, results)
+        accuracy = results["test_acc"] if results["test_acc"] is not None else math.nan
+        print(f"Model Accuracy: {accuracy:.4f}")
+        print(f"Total time: {results['total_time_s']:.2f}")
+    return results["test_acc"] if results["test_acc"] is not None else math.nan
+
+
+def save_results(cfg, run_dir: Path, results: dict) -> None:
+    try:
+        overrides = list(HydraConfig.get().overrides.task)
+    except ValueError:  # called outside Hydra (tests)
+        overrides = []
+    results = dict(results, seed=cfg.seed, overrides=overrides, git_commit=git_commit(),
+                   model=cfg.model.name, dataset=cfg.dataset.name)
+    write_json(run_dir / "results.json", results)
+
+
+def log_file_only(text: str) -> None:
+    """The traceback goes to the run's log file (Hydra's file handler), not to the console."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.stream.write(text)
+            handler.flush()
+
+
+def fail(cfg, run_dir: Path, err: Exception) -> str:
+    """Record a failed run: one line for the user, the traceback in the run's log file."""
+    if isinstance(err, USER_ERRORS):
+        message = str(err)
+    else:
+        log_file_only("".join(traceback.format_exception(err)))
+        message = f"{type(err).__name__}: {(str(err).strip().splitlines() or [''])[0]}"
+    save_results(cfg, run_dir, dict(status="failed", error=message, test_acc=None))
+    return message
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+def main(cfg: DictConfig) -> float:
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    try:
+        return train(cfg, run_dir)
+    except Exception as err:
+        message, user_error = fail(cfg, run_dir, err), isinstance(err, USER_ERRORS)
+    log.error(f"error: {message} [run dir {run_dir}]")
+    if hydra_cfg.mode == RunMode.MULTIRUN:
+        return math.nan  # the sweep goes on; lab.sweep names the failed jobs and exits non-zero at the end
+    sys.exit(2 if user_error else 1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,60 @@
+"""conf/trainer/ and conf/logger/: the Lightning Trainer with lab's callbacks, precision and progress bar."""
+import logging
+import sys
+import warnings
+from functools import cache
+from pathlib import Path
+
+import hydra
+import pytorch_lightning as pl
+import torch
+from omegaconf import OmegaConf
+
+
+def quiet_lightning() -> None:
+    """Lightning's start-up chatter (accelerator lines, tips, deprecations) hides lab's own lines."""
+    logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)
+    logging.getLogger("lightning_fabric").setLevel(logging.WARNING)
+    for pattern in (".*LeafSpec.*", ".*smaller than the logging interval.*", ".*litlogger.*",
+                    ".*does not have many workers.*", ".*Checkpoint directory .* exists.*"):
+        warnings.filterwarnings("ignore", message=pattern)
+
+
+@cache
+def cpu_has_fast_bf16() -> bool:
+    # bf16 autocast is ~2x faster on CPUs with AVX-512 BF16 / AMX and slower than fp32 on those without.
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def uses_cuda(accelerator: str) -> bool:
+    return accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+
+
+def resolve_precision(precision: str, accelerator: str) -> str:
+    if str(precision) != "auto":
+        return str(precision)
+    if uses_cuda(accelerator):
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+    return "bf16-mixed" if cpu_has_fast_bf16() else "32-true"
+
+
+def build_trainer(cfg, run_dir: Path, callbacks: list, with_checkpoints: bool = True) -> pl.Trainer:
+    quiet_lightning()
+    trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
+    trainer_cfg["precision"] = resolve_precision(trainer_cfg["precision"], trainer_cfg["accelerator"])
+    callbacks = list(callbacks)
+    if with_checkpoints and not trainer_cfg.get("fast_dev_run"):
+        callbacks.append(pl.callbacks.ModelCheckpoint(
+            dirpath=Path(run_dir) / "checkpoints", filename="best", monitor="val_acc", mode="max",
+            save_last=True, auto_insert_metric_name=False, enable_version_counter=False))
+    tty = sys.stdout.isatty()
+    if tty:
+        callbacks.append(pl.callbacks.RichProgressBar())
+    logger = hydra.utils.instantiate(cfg.logger) if cfg.get("logger") else False
+    return hydra.utils.instantiate(
+        trainer_cfg, callbacks=callbacks, logger=logger, enable_progress_bar=tty,
+        enable_model_summary=False, use_distributed_sampler=False, default_root_dir=str(run_dir))
