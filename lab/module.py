@@ -54,6 +54,10 @@ class Classifier(pl.LightningModule):
             acc = self.distiller.measure(self.trainer.datamodule.val_dataloader())
             print(f"Teacher validation accuracy: {acc:.4f}")
 
+    def on_train_epoch_start(self) -> None:
+        # The lr this epoch starts with: epoch-interval schedulers step before validation ends.
+        self.epoch_lr = self.trainer.optimizers[0].param_groups[0]["lr"]
+
     def training_step(self, batch, batch_idx):
         images, labels = batch
         logits = self(images)
@@ -96,7 +100,7 @@ class Classifier(pl.LightningModule):
         values = self.compute("val")
         if not self.trainer.sanity_checking:
             values.update(self.compute("train"))
-            values["lr"] = torch.tensor(self.trainer.optimizers[0].param_groups[0]["lr"])
+            values["lr"] = torch.tensor(self.epoch_lr, dtype=torch.float64)
         self.log_dict(values)
 
     def on_test_epoch_end(self) -> None:

@@ -1,0 +1,47 @@
+"""Shared test helpers: compose the real config, run the real CLI in a subprocess on tiny data."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+
+
+def compose(overrides=(), config_name="train"):
+    """The composed config, as `python -m lab.train OVERRIDES` would see it (hydra node included)."""
+    from hydra import compose as hydra_compose, initialize_config_dir
+
+    from lab.config import register_resolvers
+
+    register_resolvers()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return hydra_compose(config_name=config_name, overrides=list(overrides), return_hydra_config=True)
+
+
+def run_module(module: str, *args, env=None, timeout=600, cwd=None) -> subprocess.CompletedProcess:
+    full_env = dict(os.environ, PYTHONWARNINGS="ignore", **(env or {}))
+    full_env.pop("LAB_SWEPT_KEYS", None)
+    return subprocess.run([sys.executable, "-m", module, *map(str, args)], capture_output=True, text=True,
+                          env=full_env, timeout=timeout, cwd=cwd or ROOT)
+
+
+def run_train(*args, **kwargs) -> subprocess.CompletedProcess:
+    return run_module("lab.train", *args, **kwargs)
+
+
+def results(run_dir) -> dict:
+    return json.loads((Path(run_dir) / "results.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def digits_run(tmp_path_factory):
+    """One real 6-epoch run on scikit-learn's digits, shared by the tests that read its run dir."""
+    run_dir = tmp_path_factory.mktemp("digits") / "run"
+    proc = run_train("dataset=digits", "trainer.max_epochs=6", "scheduler=cosine", "trainer.accelerator=cpu",
+                     f"hydra.run.dir={run_dir}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return run_dir, proc

@@ -1,0 +1,60 @@
+import pytest
+
+from lab.config import ConfigError, validate
+from tests.conftest import CONF, compose, run_train
+
+GROUPS = ["model", "optimizer", "scheduler", "dataset", "trainer", "logger", "distill"]
+
+
+def options(group):
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+@pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in options(g)])
+def test_every_group_option_composes_and_passes_the_checks(group, option):
+    cfg = compose([f"{group}={option}"])
+    assert cfg.hydra.runtime.choices[group] == option
+    validate(cfg)
+
+
+def test_defaults_are_the_labs_task_1():
+    cfg = compose()
+    assert (cfg.model.name, cfg.dataset.name, cfg.dataset.batch_size, cfg.trainer.max_epochs) == \
+        ("resnet10", "cifar100", 256, 50)
+    assert (cfg.optimizer._target_, cfg.optimizer.lr, cfg.optimizer.momentum, cfg.optimizer.weight_decay) == \
+        ("torch.optim.SGD", 0.03, 0.9, 1e-4)
+    assert cfg.scheduler.get("_target_") is None
+
+
+def test_multistep_is_the_labs_schedule():
+    cfg = compose(["scheduler=multistep", "optimizer.lr=0.1"])
+    assert list(cfg.scheduler.milestones) == [30, 40] and cfg.scheduler.gamma == 0.1
+
+
+@pytest.mark.parametrize("override,key", [
+    ("optimizer.lr=0", "optimizer.lr"), ("optimizer.lr=-0.1", "optimizer.lr"),
+    ("optimizer.lr=abc", "optimizer.lr"), ("dataset.batch_size=0", "dataset.batch_size"),
+    ("trainer.max_epochs=0", "trainer.max_epochs"), ("dataset.val_split=1", "dataset.val_split"),
+    ("dataset.val_split=-0.1", "dataset.val_split"), ("optimizer.weight_decay=-1", "optimizer.weight_decay"),
+    ("scheduler.milestones=[40,30]", "scheduler.milestones"), ("distill.temperature=0", "distill.temperature"),
+    ("distill.alpha=-1", "distill.alpha"), ("seed=1.5", "seed"),
+])
+def test_out_of_range_values_name_the_key_and_the_range(override, key):
+    overrides = [override] if not override.startswith("scheduler.") else ["scheduler=multistep", override]
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.") + r"=.* must be "):
+        validate(compose(overrides))
+
+
+def test_bad_value_on_the_cli_is_one_line_before_any_data(tmp_path):
+    # dataset=cifar100 with an empty data dir: had data loading started, the error would be about the data.
+    proc = run_train("optimizer.lr=-1", f"hydra.run.dir={tmp_path}", env={"LAB_DATA": str(tmp_path / "none")})
+    assert proc.returncode == 2
+    errors = [line for line in (proc.stdout + proc.stderr).splitlines() if "error" in line.lower()]
+    assert len(errors) == 1 and "optimizer.lr=-1" in errors[0] and "> 0" in errors[0]
+    assert "Traceback" not in proc.stderr and not (tmp_path / "none").exists()
+
+
+def test_unknown_group_option_lists_the_choices(tmp_path):
+    proc = run_train("model=resnet99", f"hydra.run.dir={tmp_path}")
+    assert proc.returncode != 0
+    assert "resnet99" in proc.stderr and "resnet18" in proc.stderr and "Traceback" not in proc.stderr

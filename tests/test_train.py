@@ -1,0 +1,98 @@
+"""The run directory contract, on real training runs (digits; a CIFAR-100 archive the test writes)."""
+import csv
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from lab.checkpoint import net_from_checkpoint
+from lab.dataset import DataError
+from lab.dataset import cifar
+from tests.conftest import results, run_train
+
+
+def test_digits_run_learns_and_prints_the_labs_two_lines(digits_run):
+    run_dir, proc = digits_run
+    res = results(run_dir)
+    assert res["status"] == "ok" and res["test_acc"] >= 0.95
+    lines = proc.stdout.strip().splitlines()
+    assert lines[-2] == f"Model Accuracy: {res['test_acc']:.4f}"
+    assert lines[-1] == f"Total time: {res['total_time_s']:.2f}"
+
+
+def test_results_json_holds_the_contract_keys(digits_run):
+    run_dir, _ = digits_run
+    res = results(run_dir)
+    for key in ("test_acc", "test_acc_top5", "best_val_acc", "train_time_s", "epochs", "params",
+                "images_per_s", "status", "seed", "overrides", "git_commit"):
+        assert key in res, key
+    assert res["epochs"] == 6 and res["seed"] == 42 and "dataset=digits" in res["overrides"]
+    assert 0 < res["best_val_acc"] <= 1 and res["test_acc_top5"] >= res["test_acc"]
+    assert res["images_per_s"] > 0 and 0 < res["train_time_s"] < res["total_time_s"]
+    assert set(res["per_class_acc"]) == {str(d) for d in range(10)}
+
+
+def test_metrics_csv_has_one_row_per_epoch(digits_run):
+    run_dir, _ = digits_run
+    with open(run_dir / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["epoch"]) for r in rows] == list(range(6))
+    assert list(rows[0])[:7] == ["epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "epoch_time_s"]
+    lrs = [float(r["lr"]) for r in rows]
+    assert lrs[0] == pytest.approx(0.03) and lrs[-1] < lrs[0]  # cosine schedule, stepped per epoch
+    assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
+
+
+def test_checkpoints_load_with_weights_only_and_rebuild_the_net(digits_run):
+    run_dir, _ = digits_run
+    for name in ("best.ckpt", "last.ckpt"):
+        ckpt = torch.load(run_dir / "checkpoints" / name, weights_only=True)
+        net, hp = net_from_checkpoint(ckpt)
+        assert hp["class_names"] == [str(d) for d in range(10)] and hp["in_channels"] == 1
+        assert net(torch.zeros(1, 1, 8, 8)).shape == (1, 10)
+
+
+def write_cifar100(root, n_train=300, n_test=100, seed=0):
+    """A cifar-100-python/{train,test,meta} folder in the official pickle format. Class c is drawn with
+    mean brightness 2c, so a net can learn it; labels are checked against pixels below."""
+    rng = np.random.default_rng(seed)
+    folder = root / "cifar-100-python"
+    folder.mkdir(parents=True)
+    for name, n in (("train", n_train), ("test", n_test)):
+        labels = rng.integers(0, 100, n)
+        data = (labels[:, None] * 2 + rng.integers(0, 20, (n, 3072))).astype(np.uint8)
+        with open(folder / name, "wb") as f:
+            pickle.dump({b"data": data, b"fine_labels": labels.tolist()}, f)
+    with open(folder / "meta", "wb") as f:
+        pickle.dump({b"fine_label_names": [f"c{i}".encode() for i in range(100)]}, f)
+
+
+def test_cifar100_pickles_load_as_chw_uint8(tmp_path):
+    write_cifar100(tmp_path)
+    parts = cifar.load_cifar("cifar100", tmp_path)
+    with open(tmp_path / "cifar-100-python" / "train", "rb") as f:
+        raw = pickle.load(f, encoding="bytes")
+    assert parts["train_images"].shape == (300, 3, 32, 32) and parts["train_images"].dtype == torch.uint8
+    assert torch.equal(parts["train_images"][5].flatten(), torch.from_numpy(raw[b"data"][5]))  # CHW order kept
+    assert parts["train_labels"].tolist() == raw[b"fine_labels"] and parts["class_names"][99] == "c99"
+
+
+def test_cifar100_run_on_a_written_archive(tmp_path):
+    write_cifar100(tmp_path / "data")
+    run_dir = tmp_path / "run"
+    proc = run_train("trainer.max_epochs=1", "dataset.batch_size=64", "trainer.accelerator=cpu",
+                     f"hydra.run.dir={run_dir}", env={"LAB_DATA": str(tmp_path / "data")})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    res = results(run_dir)
+    assert res["status"] == "ok" and res["params"] == 4_949_412 and res["dataset"] == "cifar100"
+    assert 0 <= res["test_acc"] <= 1
+
+
+def test_missing_cifar_without_network_names_the_file_and_the_offline_choice(tmp_path, monkeypatch):
+    monkeypatch.setitem(cifar.ARCHIVES["cifar100"], "url", "http://127.0.0.1:9/cifar-100-python.tar.gz")
+    with pytest.raises(DataError) as err:
+        cifar.load_cifar("cifar100", tmp_path)
+    message = str(err.value)
+    assert str(tmp_path / "cifar-100-python" / "train") in message and "dataset=digits" in message
+    assert "\n" not in message
