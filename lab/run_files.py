@@ -104,7 +104,7 @@ class EpochRecorder(pl.Callback):
         row.update({k: metrics.get(k, "") for k in self.columns if k not in row})
         if not trainer.is_global_zero:
             return
-        if not math.isfinite(metrics.get("train_loss", 0.0)):
+        if not all(math.isfinite(metrics.get(k, 0.0)) for k in ("train_loss", "val_loss")):
             self.diverged_epoch = trainer.current_epoch
             trainer.should_stop = True
         self.append(row)

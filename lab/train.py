@@ -19,6 +19,7 @@ from lab.checkpoint import CheckpointError
 from lab.config import ConfigError, register_resolvers, validate
 from lab.dataset.errors import DataError
 from lab.run_files import FINISHED, git_commit, read_results, write_json
+from lab.sweep import claim_gpu
 
 register_resolvers()
 log = logging.getLogger("lab")
@@ -90,7 +91,8 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
         if done and done.get("status") in FINISHED:
             log.info(f"resume: {run_dir} already finished ({done['status']}), nothing to do")
             return done.get("test_acc") if done.get("test_acc") is not None else math.nan
-    start = time.perf_counter()
+    claim_gpu(cfg.get("gpu_pool"))
+    start, started_at = time.perf_counter(), time.time()
     module, datamodule, trainer, recorder = build_run(cfg, run_dir)
     last_ckpt = run_dir / "checkpoints" / "last.ckpt"
     resume_from = str(last_ckpt) if cfg.resume and last_ckpt.exists() else None
@@ -110,7 +112,8 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
         images_per_s=round(recorder.train_images / max(recorder.train_time_s, 1e-9), 1),
         total_time_s=round(time.perf_counter() - start, 3), params=count_params(module.net),
         precision=str(trainer.precision), device=str(trainer.strategy.root_device),
-        teacher_val_acc=getattr(module.distiller, "val_acc", None))
+        teacher_val_acc=getattr(module.distiller, "val_acc", None), started_at=round(started_at, 3),
+        finished_at=round(time.time(), 3))
     if trainer.is_global_zero:
         save_results(cfg, run_dir, results)
         accuracy = results["test_acc"] if results["test_acc"] is not None else math.nan

@@ -1,0 +1,93 @@
+"""Sweeps: readable job dirs, bad jobs that do not sink the sweep, resume, the report, parallel jobs."""
+import csv
+import shutil
+
+import pytest
+
+from tests.conftest import compose, results, run_train
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def lr_sweep(tmp_path_factory):
+    """lr 0.02 trains, lr 1000 diverges, lr -1 raises (fails its check): one epoch on digits."""
+    sweep_dir = tmp_path_factory.mktemp("sweep") / "lr"
+    args = ["+experiment=lr_sweep", "dataset=digits", "trainer.max_epochs=1", "trainer.accelerator=cpu", "trainer.limit_train_batches=8",
+            "optimizer.lr=0.02,1000,-1", f"hydra.sweep.dir={sweep_dir}"]
+    return sweep_dir, args, run_train(*args)
+
+
+def test_job_dirs_are_named_by_the_swept_value(lr_sweep):
+    sweep_dir, _, _ = lr_sweep
+    assert sorted(p.name for p in sweep_dir.iterdir() if p.is_dir() and not p.name.startswith(".")) == \
+        ["optimizer.lr=-1", "optimizer.lr=0.02", "optimizer.lr=1000"]
+
+
+def test_diverged_and_failed_jobs_are_recorded_and_the_sweep_exits_nonzero(lr_sweep):
+    sweep_dir, _, proc = lr_sweep
+    assert results(sweep_dir / "optimizer.lr=0.02")["status"] == "ok"
+    diverged = results(sweep_dir / "optimizer.lr=1000")
+    assert diverged["status"] == "diverged" and diverged["diverged_epoch"] == 0
+    failed = results(sweep_dir / "optimizer.lr=-1")
+    assert failed["status"] == "failed" and "optimizer.lr=-1" in failed["error"]
+    assert proc.returncode == 1
+    assert "failed" in proc.stderr and "optimizer.lr=-1" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_sweep_writes_its_report(lr_sweep):
+    sweep_dir, _, _ = lr_sweep
+    with open(sweep_dir / "summary.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 3 and sorted(r["status"] for r in rows) == ["diverged", "failed", "ok"]
+    assert (sweep_dir / "summary.md").read_text().count("|") > 10
+    figures = sorted(sweep_dir.glob("*.png"))
+    assert {"acc_vs_optimizer.lr.png", "curves.png"} <= {p.name for p in figures}
+    for png in figures:
+        assert png.read_bytes()[:8] == PNG_MAGIC and png.stat().st_size > 5000
+
+
+def test_resume_skips_finished_jobs_and_reruns_the_failed_one(lr_sweep):
+    sweep_dir, args, _ = lr_sweep
+    before = (sweep_dir / "optimizer.lr=0.02" / "results.json").stat().st_mtime_ns
+    proc = run_train(*args, "resume=true")
+    assert "epoch 0" not in proc.stderr + proc.stdout  # no training happened
+    assert (sweep_dir / "optimizer.lr=0.02" / "results.json").stat().st_mtime_ns == before
+    assert results(sweep_dir / "optimizer.lr=1000")["status"] == "diverged"
+    assert proc.returncode == 1  # the failed job was run again and failed again
+
+
+def test_resume_continues_an_unfinished_run_from_last_ckpt(tmp_path):
+    run_dir = tmp_path / "run"
+    common = ["dataset=digits", "trainer.accelerator=cpu", "trainer.limit_train_batches=8",
+              f"hydra.run.dir={run_dir}"]
+    assert run_train(*common, "trainer.max_epochs=1").returncode == 0
+    first_row = (run_dir / "metrics.csv").read_text().splitlines()[1]
+    (run_dir / "results.json").unlink()  # as if killed after its first epoch
+    proc = run_train(*common, "trainer.max_epochs=2", "resume=true")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "epoch 0 " not in proc.stderr and "epoch 1 " in proc.stderr
+    lines = (run_dir / "metrics.csv").read_text().splitlines()
+    assert len(lines) == 3 and lines[1] == first_row and results(run_dir)["epochs"] == 2
+
+
+def test_joblib_launcher_runs_two_jobs_at_once(tmp_path):
+    sweep_dir = tmp_path / "par"
+    proc = run_train("-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "dataset=digits",
+                     "trainer.max_epochs=1", "trainer.accelerator=cpu", "trainer.limit_train_batches=8", "seed=1,2", f"hydra.sweep.dir={sweep_dir}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (a, b) = [results(sweep_dir / f"seed={s}") for s in (1, 2)]
+    assert a["started_at"] < b["finished_at"] and b["started_at"] < a["finished_at"]  # overlapping
+    assert (sweep_dir / "summary.csv").exists()
+
+
+def test_experiments_carry_their_own_grids():
+    grids = {"lr_sweep": ("optimizer.lr", 10), "optimizers": ("optimizer", 5),
+             "multistep": ("scheduler", 2), "models": ("model", 3)}
+    for name, (key, count) in grids.items():
+        cfg = compose([f"+experiment={name}"])
+        assert str(cfg.hydra.mode) == "RunMode.MULTIRUN"
+        assert len(str(cfg.hydra.sweeper.params[key]).split(",")) == count
+    for option in str(compose(["+experiment=optimizers"]).hydra.sweeper.params.optimizer).split(","):
+        lr = compose([f"optimizer={option}"]).optimizer.lr
+        assert lr == {"sgd": 0.03, "adam": 1e-3, "adagrad": 1e-2, "adagrad_lab": 1e-3, "adamw": 1e-3}[option]
