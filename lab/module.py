@@ -43,7 +43,8 @@ class Classifier(pl.LightningModule):
         loss_names = ["train_loss", "val_loss", "test_loss"]
         if distiller is not None:
             loss_names += ["train_ce", "train_distill"]
-        self.losses = nn.ModuleDict({name: MeanMetric() for name in loss_names})
+        # nan_strategy="disable": the default drops NaN losses with a warning, which would hide divergence.
+        self.losses = nn.ModuleDict({name: MeanMetric(nan_strategy="disable") for name in loss_names})
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.forward_net(images)
