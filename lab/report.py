@@ -1,0 +1,292 @@
+"""python -m lab.report DIR [DIR ...] [--out OUT]: tables and figures for finished sweeps and runs.
+
+A DIR is a run dir (results.json, metrics.csv, .hydra/) or a sweep dir whose subdirectories are run dirs.
+Written to OUT: summary.csv and summary.md (one row per job), summary_grouped.csv when seed is swept,
+and the figures of lab/report_figures.py. lab.sweep calls write_report at the end of every multirun.
+pandas, matplotlib and torch (via lab.run_files) are imported inside functions so that --help is instant."""
+import argparse
+import logging
+import math
+import sys
+from pathlib import Path
+
+log = logging.getLogger("lab")
+
+RESULT_COLUMNS = ["status", "test_acc", "test_acc_top5", "best_val_acc", "train_time_s", "epochs", "params",
+                  "images_per_s"]
+NUMERIC_COLUMNS = RESULT_COLUMNS[1:]
+SEED, SOURCE = "seed", "source"
+FORMATS = {"test_acc": "{:.4f}", "test_acc_top5": "{:.4f}", "best_val_acc": "{:.4f}", "train_time_s": "{:.1f}",
+           "epochs": "{:.0f}", "params": "{:,.0f}", "images_per_s": "{:.0f}"}
+BEST = " ★"
+
+
+class ReportError(Exception):
+    """A DIR that is missing or holds no runs; the message is the one line the user sees."""
+
+
+def is_run_dir(path: Path) -> bool:
+    return any((path / name).exists() for name in ("results.json", "metrics.csv", ".hydra"))
+
+
+def find_run_dirs(path: Path) -> list[Path]:
+    path = Path(path)
+    if not path.is_dir():
+        raise ReportError(f"{path} is not a directory; pass a run dir (outputs/<date>/<time>) or a sweep dir "
+                          "(multirun/<date>/<time>)")
+    if is_run_dir(path):
+        return [path]
+    runs = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".") and is_run_dir(p))
+    if not runs:
+        raise ReportError(f"{path} holds no runs (no results.json, metrics.csv or .hydra/ in it or in its "
+                          "subdirectories); pass a run dir or a sweep dir (multirun/<date>/<time>)")
+    return runs
+
+
+def parse_value(text):
+    """'0.03' -> 0.03, '10' -> 10, 'adam' -> 'adam' (YAML reads 1e-4 as a string, so config values go here too)."""
+    if not isinstance(text, str):
+        return text
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_overrides(items) -> dict:
+    """Hydra override strings -> {key: value}; '+' and '~' prefixes stripped, hydra.* and resume left out."""
+    overrides = {}
+    for item in items or []:
+        key, sep, value = str(item).partition("=")
+        key = key.lstrip("+~")
+        if sep and key != "resume" and not key.startswith("hydra."):
+            overrides[key] = parse_value(value)
+    return overrides
+
+
+def read_yaml(path: Path):
+    import yaml
+
+    try:
+        return yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+
+
+def config_value(run_dir: Path, key: str):
+    """The value a job ran with for a key it did not override: its group choice or composed config value."""
+    choices = ((read_yaml(run_dir / ".hydra" / "hydra.yaml") or {}).get("hydra") or {}).get("runtime", {})
+    if key in (choices.get("choices") or {}):
+        return choices["choices"][key]
+    node = read_yaml(run_dir / ".hydra" / "config.yaml")
+    for part in key.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return parse_value(node) if isinstance(node, (str, int, float)) else None
+
+
+def job_note(results: dict | None, run_dir: Path) -> str:
+    if results is None:
+        exists = (run_dir / "results.json").exists()
+        return "results.json unreadable" if exists else "no results.json: still running, or killed"
+    if results.get("status") == "failed":
+        return str(results.get("error") or "")
+    if results.get("status") == "diverged":
+        return f"loss NaN/inf in epoch {results.get('diverged_epoch')}"
+    return ""
+
+
+def load_job(run_dir: Path, source: str) -> dict:
+    from lab.run_files import read_results
+
+    results = read_results(run_dir)
+    overrides = (results or {}).get("overrides")
+    if not isinstance(overrides, list):
+        overrides = read_yaml(run_dir / ".hydra" / "overrides.yaml")
+    job = {SOURCE: source, "overrides": parse_overrides(overrides)}
+    job.update({k: (results or {}).get(k) for k in RESULT_COLUMNS})
+    job["status"] = job["status"] or "missing"
+    job.update(job=run_dir.name, note=job_note(results, run_dir), run_dir=str(run_dir))
+    return job
+
+
+def source_names(dirs: list[Path]) -> list[str]:
+    names = [Path(d).name or str(d) for d in dirs]
+    return names if len(set(names)) == len(names) else [str(d) for d in dirs]
+
+
+def is_numeric(column) -> bool:
+    from pandas.api.types import is_bool_dtype, is_numeric_dtype
+
+    return is_numeric_dtype(column) and not is_bool_dtype(column) and column.notna().any()
+
+
+def sort_key(column):
+    import pandas as pd
+
+    return pd.to_numeric(column) if is_numeric(column) else column.fillna("").astype(str)
+
+
+def build_table(dirs: list[Path]):
+    """One row per job: swept keys, results, job name; sorted by the swept values. -> (table, swept keys)."""
+    import pandas as pd
+
+    run_dirs = [find_run_dirs(path) for path in dirs]  # every DIR checked before torch is imported
+    jobs = [load_job(run_dir, source) for runs, source in zip(run_dirs, source_names(dirs)) for run_dir in runs]
+    keys = list(dict.fromkeys(k for job in jobs for k in job["overrides"]))
+    for job in jobs:  # a key one job overrides and another does not: the other ran the config's value
+        job.update({k: job["overrides"].get(k, None) for k in keys})
+        job.update({k: config_value(Path(job["run_dir"]), k) for k in keys if k not in job["overrides"]})
+    table = pd.DataFrame([{k: v for k, v in job.items() if k != "overrides"} for job in jobs])
+    swept = [k for k in keys if table[k].nunique(dropna=False) > 1]
+    if len(dirs) > 1:
+        swept.insert(0, SOURCE)
+    for column in NUMERIC_COLUMNS:
+        table[column] = pd.to_numeric(table[column], errors="coerce")
+    table[["epochs", "params"]] = table[["epochs", "params"]].round().astype("Int64")  # not 2.0 next to a NaN
+    table = table[swept + RESULT_COLUMNS + ["job", "note", "run_dir"]]
+    if swept:
+        table = table.sort_values(swept, key=sort_key, kind="stable").reset_index(drop=True)
+    table["group"] = group_ids(table, swept)
+    return table, swept
+
+
+def group_ids(table, swept: list[str]) -> list[int]:
+    """Jobs that differ only in seed share a group (and a colour); without a seed sweep each job is its own."""
+    keys = [k for k in swept if k != SEED]
+    if SEED not in swept:
+        return list(range(len(table)))
+    if not keys:
+        return [0] * len(table)
+    return list(table.groupby(keys, sort=False, dropna=False).ngroup())
+
+
+def status_counts(statuses) -> str:
+    return ", ".join(f"{n} {status}" for status, n in statuses.value_counts().items())
+
+
+def group_over_seeds(table, swept: list[str]):
+    """Mean and sample std (n-1) of the numeric columns over each group's ok jobs."""
+    import pandas as pd
+
+    rows = []
+    for group, jobs in table.groupby("group", sort=True):
+        ok = jobs[jobs.status == "ok"]
+        row = {k: jobs[k].iloc[0] for k in swept if k != SEED}
+        row.update(group=group, jobs=len(jobs), ok=len(ok), status=status_counts(jobs.status),
+                   seeds=" ".join(cell(SEED, s) for s in jobs[SEED]))
+        for column in NUMERIC_COLUMNS:
+            row[f"{column}_mean"], row[f"{column}_std"] = ok[column].mean(), ok[column].std()
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def cell(column: str, value) -> str:
+    import pandas as pd
+
+    if pd.isna(value):
+        return ""
+    if column in FORMATS:
+        return FORMATS[column].format(value)
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def markdown_table(header: list[str], rows: list[list[str]], right: set[str]) -> str:
+    """GitHub markdown, written here so the report needs no tabulate; `right` columns are right-aligned."""
+    def line(cells):
+        return "| " + " | ".join(str(c).replace("|", "\\|").replace("\n", " ") for c in cells) + " |"
+    rule = "|" + "|".join("---:" if h in right else "---" for h in header) + "|"
+    return "\n".join([line(header), rule] + [line(r) for r in rows]) + "\n"
+
+
+def best_index(values):
+    return None if values.dropna().empty else values.idxmax()
+
+
+def jobs_markdown(table, swept: list[str]) -> str:
+    best = best_index(table.test_acc.where(table.status == "ok"))
+    rows = []
+    for i, job in table.iterrows():
+        status = job.status + (f": {job.note[:120]}" if job.note else "")
+        values = [cell(c, job[c]) for c in NUMERIC_COLUMNS]
+        values[0] += BEST if i == best else ""
+        rows.append([cell(k, job[k]) for k in swept] + [status] + values + [job.job])
+    return markdown_table(swept + ["status"] + NUMERIC_COLUMNS + ["job"], rows, set(NUMERIC_COLUMNS))
+
+
+def grouped_markdown(grouped, swept: list[str]) -> str:
+    keys = [k for k in swept if k != SEED]
+    best = best_index(grouped.test_acc_mean)
+    rows = []
+    for i, group in grouped.iterrows():
+        values = [cell(c, group[f"{c}_mean"]) + ("" if math.isnan(group[f"{c}_std"]) else
+                  " ± " + cell(c, group[f"{c}_std"])) for c in NUMERIC_COLUMNS]
+        values[0] += BEST if i == best else ""
+        rows.append([cell(k, group[k]) for k in keys] + [group.seeds, group.status] + values)
+    return markdown_table(keys + ["seeds", "jobs"] + NUMERIC_COLUMNS, rows, set(NUMERIC_COLUMNS))
+
+
+def summary_markdown(table, grouped, swept: list[str], dirs, figures: list[Path]) -> str:
+    text = [f"# Report: {', '.join(str(d) for d in dirs)}\n",
+            f"{len(table)} jobs: {status_counts(table.status)}. Swept: {', '.join(swept) or 'nothing'}. "
+            f"{BEST.strip()} marks the best test_acc.\n"]
+    if grouped is not None:
+        text += ["## Mean ± std over seeds (ok jobs only; sample std)\n", grouped_markdown(grouped, swept)]
+        text.append("## Jobs\n")
+    text.append(jobs_markdown(table, swept))
+    text += [f"\n![{path.stem}]({path.name})" for path in figures]
+    return "\n".join(text) + "\n"
+
+
+def write_report(dirs, out) -> dict:
+    """Tables and figures for the runs under `dirs`, written to `out`.
+
+    Returns {"table": per-job DataFrame, "grouped": DataFrame over seeds or None, "swept": keys, "files": paths}."""
+    dirs, out = [Path(d) for d in dirs], Path(out)
+    table, swept = build_table(dirs)
+    from lab.report_figures import write_figures
+    from lab.run_files import write_atomic
+
+    grouped = group_over_seeds(table, swept) if SEED in swept else None
+    out.mkdir(parents=True, exist_ok=True)
+    files = [out / "summary.csv"]
+    write_atomic(files[0], table.drop(columns=["run_dir", "group"]).to_csv(index=False))
+    if grouped is not None:
+        files.append(out / "summary_grouped.csv")
+        write_atomic(files[-1], grouped.drop(columns=["group"]).to_csv(index=False))
+    # Tables first: lab.sweep logs a failing figure and goes on, and the numbers should be there by then.
+    numeric = [k for k in swept if k not in (SEED, SOURCE) and is_numeric(table[k])]
+    figures = write_figures(table, swept, numeric, out)
+    files.append(out / "summary.md")
+    write_atomic(files[-1], summary_markdown(table, grouped, swept, dirs, figures))
+    log.info(f"report: {len(table)} jobs ({status_counts(table.status)}) -> {out}")
+    return {"table": table, "grouped": grouped, "swept": swept, "files": files + figures}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m lab.report", description="Tables and figures for finished sweeps and runs.",
+        epilog="Writes summary.csv, summary.md, summary_grouped.csv (seed sweeps), acc_vs_<key>.png, "
+               "curves.png and compare.png (categorical sweeps).")
+    parser.add_argument("dirs", nargs="+", type=Path, metavar="DIR",
+                        help="a run dir (with results.json) or a sweep dir whose subdirectories are run dirs")
+    parser.add_argument("--out", type=Path, help="where the report is written; default: DIR itself when one "
+                        "DIR is given; required when several are compared")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.out is None and len(args.dirs) > 1:
+        print(f"lab.report: error: {len(args.dirs)} DIRs given; pass --out DIR for the combined report",
+              file=sys.stderr)
+        return 2
+    try:
+        report = write_report(args.dirs, args.out or args.dirs[0])
+    except ReportError as err:
+        print(f"lab.report: error: {err}", file=sys.stderr)
+        return 2
+    print("\n".join(str(path) for path in report["files"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

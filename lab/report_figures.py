@@ -1,0 +1,202 @@
+"""Figures for lab.report: test accuracy vs each numeric swept key, training curves, a bar comparison.
+
+Only ok jobs are drawn and each title counts the jobs left out. One group (a job, or the seeds of one setting)
+keeps one colour in every figure. Figures are matplotlib.figure.Figure objects, not pyplot ones: no global
+backend switch and no figure left open when the report runs at the end of a sweep. Constrained layout keeps
+two-line titles, the lr axis and the outside legend from overlapping."""
+import os
+import tempfile
+from pathlib import Path
+
+from lab.report import SEED, cell, status_counts
+
+LINESTYLES = ["-", "--", ":", "-."]
+MARKERS = ["o", "s", "^", "D", "v", "P"]
+
+
+def save_png(fig, path: Path) -> Path:
+    """Rendered to a temp file in the same dir and renamed, so a reader never sees half a PNG."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; reports are meant to be shared
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def group_colours(n: int) -> list:
+    from matplotlib import colormaps
+
+    if n <= 20:  # qualitative maps keep neighbours distinguishable
+        cmap = colormaps["tab10" if n <= 10 else "tab20"]
+        return [cmap(i) for i in range(n)]
+    return [colormaps["viridis"](i / (n - 1)) for i in range(n)]
+
+
+def short_names(keys: list[str]) -> dict:
+    """optimizer.lr -> lr in legends, unless two swept keys end the same."""
+    last = [k.split(".")[-1] for k in keys]
+    return {k: (s if last.count(s) == 1 else k) for k, s in zip(keys, last)}
+
+
+def label(job, keys: list[str]) -> str:
+    short = short_names(keys)
+    return ", ".join(f"{short[k]}={cell(k, job[k])}" for k in keys) or job["job"]
+
+
+def left_out(table) -> str:
+    out = table[table.status != "ok"]
+    return f"\n{len(out)} job(s) left out: {status_counts(out.status)}" if len(out) else ""
+
+
+def empty_figure(path: Path, title: str, message: str) -> Path:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 3), layout="constrained")
+    ax = fig.subplots()
+    ax.axis("off")
+    ax.text(0.5, 0.5, message, ha="center", va="center", fontsize=12, transform=ax.transAxes)
+    fig.suptitle(title)
+    return save_png(fig, path)
+
+
+def seeded(table) -> bool:
+    return table.group.nunique() < len(table)
+
+
+def acc_vs(table, key: str, line_keys: list[str], colours: list, path: Path) -> Path:
+    """Test accuracy vs one numeric key: one line per combination of the other swept keys, points in the
+    jobs' colours, error bars the std over seeds."""
+    from matplotlib.figure import Figure
+
+    title = f"Test accuracy vs {key}" + (" (mean ± std over seeds)" if seeded(table) else "") + left_out(table)
+    ok = table[(table.status == "ok") & table.test_acc.notna() & table[key].notna()]
+    if ok.empty:
+        return empty_figure(path, title, "no finished jobs with a test accuracy")
+    fig = Figure(figsize=(7.5, 4.8), layout="constrained")
+    ax = fig.subplots()
+    lines = ok.groupby(line_keys, sort=False, dropna=False) if line_keys else [((), ok)]
+    for i, (_, jobs) in enumerate(lines):
+        points = jobs.groupby("group").agg(x=(key, "first"), acc=("test_acc", "mean"), std=("test_acc", "std"))
+        points = points.sort_values("x")
+        ax.errorbar(points.x, points.acc, yerr=points["std"].fillna(0), color="0.35", ls=LINESTYLES[i % 4],
+                    capsize=4, zorder=1, label=label(jobs.iloc[0], line_keys) if line_keys else None)
+        ax.scatter(points.x, points.acc, c=[colours[g] for g in points.index], marker=MARKERS[i % len(MARKERS)],
+                   s=60, edgecolors="black", zorder=2)
+    if key.endswith("lr") and (ok[key] > 0).all():
+        ax.set_xscale("log")  # learning rates are swept in factors, not steps
+    xs = sorted(ok[key].unique())
+    if len(xs) <= 12:  # tick the swept values themselves, not 10^-2
+        ax.set_xticks(xs, [cell(key, x) for x in xs])
+        ax.minorticks_off()
+    ax.set(xlabel=key, ylabel="test accuracy")
+    ax.grid(alpha=0.3)
+    if line_keys:
+        ax.legend(fontsize="small")
+    fig.suptitle(title)
+    return save_png(fig, path)
+
+
+def read_metrics(run_dir):
+    import pandas as pd
+
+    try:
+        metrics = pd.read_csv(Path(run_dir) / "metrics.csv")
+    except (OSError, pd.errors.EmptyDataError, pd.errors.ParserError):
+        return None
+    metrics = metrics.apply(pd.to_numeric, errors="coerce")  # empty cells (train_distill off) -> NaN
+    return metrics if "epoch" in metrics and len(metrics) else None
+
+
+def draw_lr(ax, runs: list, colours: list) -> bool:
+    """The lr schedule on a right axis, only when some job's lr changes over epochs (MultiStepLR, cosine)."""
+    runs = [(job, m) for job, m in runs if "lr" in m and m.lr.notna().any()]
+    if not any(m.lr.nunique() > 1 for _, m in runs):
+        return False
+    ax_lr = ax.twinx()
+    for job, m in runs:
+        # steps: the lr is constant within an epoch, so a sloped line would misdraw MultiStepLR
+        ax_lr.plot(m.epoch, m.lr, color=colours[job.group], ls=":", lw=1.5, alpha=0.8, drawstyle="steps-post")
+    if all((m.lr.dropna() > 0).all() for _, m in runs):
+        ax_lr.set_yscale("log")  # MultiStepLR's /10 steps are equal steps on a log axis
+    ax_lr.set_ylabel("learning rate (dotted)")
+    return True
+
+
+def curves(table, keys: list[str], colours: list, path: Path) -> Path:
+    """Per-epoch train loss (with the lr schedule) and validation accuracy of every ok job."""
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import MaxNLocator
+
+    title = "Training curves" + left_out(table)
+    runs = [(job, read_metrics(job.run_dir)) for _, job in table[table.status == "ok"].iterrows()]
+    no_metrics = sum(m is None for _, m in runs)
+    runs = [(job, m) for job, m in runs if m is not None]
+    title += f"\n{no_metrics} ok job(s) without metrics.csv" if no_metrics else ""
+    if not runs:
+        return empty_figure(path, title, "no finished jobs with a metrics.csv")
+    fig = Figure(figsize=(13, 4.8), layout="constrained")
+    ax_loss, ax_acc = fig.subplots(1, 2)
+    seen = {}  # group -> jobs drawn so far: the seeds of one setting share a colour, not a line style
+    for job, m in runs:
+        style = dict(color=colours[job.group], ls=LINESTYLES[seen.get(job.group, 0) % 4], label=label(job, keys))
+        seen[job.group] = seen.get(job.group, 0) + 1
+        for ax, column in ((ax_loss, "train_loss"), (ax_acc, "val_acc")):
+            if column in m:
+                ax.plot(m.epoch, m[column], **style)
+    handles, labels = ax_acc.get_legend_handles_labels()
+    if draw_lr(ax_loss, runs, colours):
+        handles.append(Line2D([], [], color="0.4", ls=":"))
+        labels.append("learning rate (left panel, right axis)")
+    ax_loss.set(xlabel="epoch", ylabel="train loss", title="Train loss")
+    ax_acc.set(xlabel="epoch", ylabel="validation accuracy", title="Validation accuracy")
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    fig.legend(handles, labels, loc="outside right center", fontsize="small", ncol=1 + len(labels) // 25)
+    fig.suptitle(title)
+    return save_png(fig, path)
+
+
+def compare(table, keys: list[str], colours: list, path: Path) -> Path:
+    """Bars of test accuracy and train time per job (per setting, mean ± std, when seeds are swept)."""
+    from matplotlib.figure import Figure
+
+    title = "Test accuracy and train time" + (" (mean ± std over seeds)" if seeded(table) else "")
+    title += left_out(table)
+    ok = table[table.status == "ok"]
+    if ok.empty:
+        return empty_figure(path, title, "no finished jobs")
+    groups = ok.groupby("group").agg(acc=("test_acc", "mean"), acc_std=("test_acc", "std"),
+                                     time=("train_time_s", "mean"), time_std=("train_time_s", "std"))
+    names = [label(ok[ok.group == g].iloc[0], keys) for g in groups.index]
+    fig = Figure(figsize=(max(9, 1.4 * len(groups) + 4), 4.8), layout="constrained")
+    x = list(range(len(groups)))
+    rotate = max(len(n) for n in names) * len(names) > 60  # labels that would overlap side by side
+    for ax, column, ylabel, fmt in zip(fig.subplots(1, 2), ("acc", "time"), ("test accuracy", "train time (s)"),
+                                       ("%.4f", "%.1f")):
+        bars = ax.bar(x, groups[column], yerr=groups[f"{column}_std"].fillna(0), capsize=4, edgecolor="black",
+                      color=[colours[g] for g in groups.index])
+        ax.bar_label(bars, fmt=fmt, padding=3, fontsize="small")
+        ax.set_xticks(x, names, rotation=30 if rotate else 0, ha="right" if rotate else "center")
+        ax.set(ylabel=ylabel, title=ylabel[0].upper() + ylabel[1:])
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle(title)
+    return save_png(fig, path)
+
+
+def write_figures(table, swept: list[str], numeric: list[str], out: Path) -> list[Path]:
+    """acc_vs_<key>.png per numeric swept key, curves.png, and compare.png when a swept key is categorical."""
+    keys = [k for k in swept if k != SEED]
+    colours = group_colours(int(table.group.max()) + 1 if len(table) else 0)
+    files = [acc_vs(table, key, [k for k in keys if k != key], colours,
+                    out / f"acc_vs_{key.replace('/', '_')}.png") for key in numeric]
+    files.append(curves(table, swept, colours, out / "curves.png"))
+    if any(k not in numeric for k in keys):
+        files.append(compare(table, keys, colours, out / "compare.png"))
+    return files
