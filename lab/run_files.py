@@ -3,22 +3,13 @@
 Every file is written to a temp file in the same dir and renamed over the target, so a killed run leaves
 either the old file or the new one, never half of one (a sweep's resume trusts results.json)."""
 import csv
-import io
 import json
-import math
 import os
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
-import logging
-
-import pytorch_lightning as pl
-import torch
-
 METRIC_COLUMNS = ["epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "epoch_time_s"]
-log = logging.getLogger("lab")
 FINISHED = ("ok", "diverged")  # statuses that resume=true skips
 
 
@@ -60,64 +51,3 @@ def read_metrics(run_dir: Path) -> list[dict]:
         return []
     with open(path) as f:
         return list(csv.DictReader(f))
-
-
-class EpochRecorder(pl.Callback):
-    """Times each epoch, appends its row to metrics.csv and stops a run whose loss is NaN/inf.
-
-    Rows already in metrics.csv from before a resume are kept; rows of epochs that are replayed are
-    replaced, so an interrupted-and-resumed run ends with the same rows as an uninterrupted one."""
-
-    def __init__(self, run_dir: Path, extra_columns=()):
-        self.path = Path(run_dir) / "metrics.csv"
-        self.columns = METRIC_COLUMNS + list(extra_columns)
-        self.diverged_epoch = None
-        self.phase_start = None
-        self.train_images = 0
-        self.train_time_s = 0.0
-
-    def sync_time(self, trainer) -> float:
-        if trainer.strategy.root_device.type == "cuda":
-            torch.cuda.synchronize()  # honest timing: wait for queued kernels
-        return time.perf_counter()
-
-    def on_train_epoch_start(self, trainer, pl_module):
-        self.epoch_start = self.phase_start = self.sync_time(trainer)
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        self.train_images += len(batch[1])
-
-    def end_train_phase(self, trainer) -> None:
-        if self.phase_start is not None:
-            self.train_time_s += self.sync_time(trainer) - self.phase_start
-            self.phase_start = None
-
-    def on_validation_epoch_start(self, trainer, pl_module):
-        if not trainer.sanity_checking and trainer.training:
-            self.end_train_phase(trainer)
-
-    def on_train_epoch_end(self, trainer, pl_module):
-        self.end_train_phase(trainer)
-        # 7 significant digits: float32 noise (lr 0.029999999) would otherwise fill the table.
-        metrics = {k: float(f"{float(v):.7g}") for k, v in trainer.callback_metrics.items() if v.numel() == 1}
-        row = {"epoch": trainer.current_epoch, "epoch_time_s": round(self.sync_time(trainer) - self.epoch_start, 4)}
-        row.update({k: metrics.get(k, "") for k in self.columns if k not in row})
-        if not trainer.is_global_zero:
-            return
-        if not all(math.isfinite(metrics.get(k, 0.0)) for k in ("train_loss", "val_loss")):
-            self.diverged_epoch = trainer.current_epoch
-            trainer.should_stop = True
-        self.append(row)
-        log.info("epoch %d  " % row["epoch"] + "  ".join(
-            f"{k} {row[k]:.4g}" for k in self.columns[1:] if isinstance(row.get(k), float)))
-
-    def append(self, row: dict) -> None:
-        rows = []
-        if self.path.exists():
-            with open(self.path) as f:
-                rows = [r for r in csv.DictReader(f) if int(r["epoch"]) < row["epoch"]]
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=self.columns, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows + [row])
-        write_atomic(self.path, buf.getvalue())

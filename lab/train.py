@@ -35,7 +35,7 @@ def build_run(cfg: DictConfig, run_dir: Path):
     from lab.distill import build_distiller
     from lab.model import build_model
     from lab.module import Classifier
-    from lab.run_files import EpochRecorder
+    from lab.recorder import EpochRecorder
     from lab.trainer import build_trainer
 
     pl.seed_everything(cfg.seed, workers=True, verbose=False)

@@ -4,7 +4,7 @@ import shutil
 
 import pytest
 
-from tests.conftest import compose, results, run_train
+from tests.conftest import TINY, compose, results, run_train
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -13,7 +13,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 def lr_sweep(tmp_path_factory):
     """lr 0.02 trains, lr 1000 diverges, lr -1 raises (fails its check): one epoch on digits."""
     sweep_dir = tmp_path_factory.mktemp("sweep") / "lr"
-    args = ["+experiment=lr_sweep", "dataset=digits", "trainer.max_epochs=1", "trainer.accelerator=cpu", "trainer.limit_train_batches=8",
+    args = ["+experiment=lr_sweep", "dataset=digits", "trainer.max_epochs=1", *TINY,
             "optimizer.lr=0.02,1000,-1", f"hydra.sweep.dir={sweep_dir}"]
     return sweep_dir, args, run_train(*args)
 
@@ -59,7 +59,7 @@ def test_resume_skips_finished_jobs_and_reruns_the_failed_one(lr_sweep):
 
 def test_resume_continues_an_unfinished_run_from_last_ckpt(tmp_path):
     run_dir = tmp_path / "run"
-    common = ["dataset=digits", "trainer.accelerator=cpu", "trainer.limit_train_batches=8",
+    common = ["dataset=digits", *TINY,
               f"hydra.run.dir={run_dir}"]
     assert run_train(*common, "trainer.max_epochs=1").returncode == 0
     first_row = (run_dir / "metrics.csv").read_text().splitlines()[1]
@@ -74,7 +74,7 @@ def test_resume_continues_an_unfinished_run_from_last_ckpt(tmp_path):
 def test_joblib_launcher_runs_two_jobs_at_once(tmp_path):
     sweep_dir = tmp_path / "par"
     proc = run_train("-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "dataset=digits",
-                     "trainer.max_epochs=1", "trainer.accelerator=cpu", "trainer.limit_train_batches=8", "seed=1,2", f"hydra.sweep.dir={sweep_dir}")
+                     "trainer.max_epochs=1", *TINY, "seed=1,2", f"hydra.sweep.dir={sweep_dir}")
     assert proc.returncode == 0, proc.stderr[-2000:]
     (a, b) = [results(sweep_dir / f"seed={s}") for s in (1, 2)]
     assert a["started_at"] < b["finished_at"] and b["started_at"] < a["finished_at"]  # overlapping

@@ -27,7 +27,7 @@ def test_results_json_holds_the_contract_keys(digits_run):
     for key in ("test_acc", "test_acc_top5", "best_val_acc", "train_time_s", "epochs", "params",
                 "images_per_s", "status", "seed", "overrides", "git_commit"):
         assert key in res, key
-    assert res["epochs"] == 6 and res["seed"] == 42 and "dataset=digits" in res["overrides"]
+    assert res["epochs"] == 8 and res["seed"] == 42 and "dataset=digits" in res["overrides"]
     assert 0 < res["best_val_acc"] <= 1 and res["test_acc_top5"] >= res["test_acc"]
     assert res["images_per_s"] > 0 and 0 < res["train_time_s"] < res["total_time_s"]
     assert set(res["per_class_acc"]) == {str(d) for d in range(10)}
@@ -37,7 +37,7 @@ def test_metrics_csv_has_one_row_per_epoch(digits_run):
     run_dir, _ = digits_run
     with open(run_dir / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
-    assert [int(r["epoch"]) for r in rows] == list(range(6))
+    assert [int(r["epoch"]) for r in rows] == list(range(8))
     assert list(rows[0])[:7] == ["epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "epoch_time_s"]
     lrs = [float(r["lr"]) for r in rows]
     assert lrs[0] == pytest.approx(0.03) and lrs[-1] < lrs[0]  # cosine schedule, stepped per epoch
@@ -81,11 +81,11 @@ def test_cifar100_pickles_load_as_chw_uint8(tmp_path):
 def test_cifar100_run_on_a_written_archive(tmp_path):
     write_cifar100(tmp_path / "data")
     run_dir = tmp_path / "run"
-    proc = run_train("trainer.max_epochs=1", "dataset.batch_size=64", "trainer.accelerator=cpu",
+    proc = run_train("trainer.max_epochs=1", "dataset.batch_size=64", "model.base_width=8", "trainer.accelerator=cpu",
                      f"hydra.run.dir={run_dir}", env={"LAB_DATA": str(tmp_path / "data")})
     assert proc.returncode == 0, proc.stderr[-2000:]
     res = results(run_dir)
-    assert res["status"] == "ok" and res["params"] == 4_949_412 and res["dataset"] == "cifar100"
+    assert res["status"] == "ok" and res["params"] == 83_852 and res["dataset"] == "cifar100"
     assert 0 <= res["test_acc"] <= 1
 
 
