@@ -7,7 +7,7 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchmetrics import MeanMetric, MetricCollection
+from torchmetrics import MeanMetric, Metric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
 from lab.scheduler import build_scheduler
@@ -45,6 +45,10 @@ class Classifier(pl.LightningModule):
             loss_names += ["train_ce", "train_distill"]
         # nan_strategy="disable": the default drops NaN losses with a warning, which would hide divergence.
         self.losses = nn.ModuleDict({name: MeanMetric(nan_strategy="disable") for name in loss_names})
+        # Metric states go into checkpoints: a run stopped mid-epoch resumes with this epoch's partial sums.
+        for metric in self.modules():
+            if isinstance(metric, Metric):
+                metric.persistent(True)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.forward_net(images)
@@ -58,6 +62,12 @@ class Classifier(pl.LightningModule):
     def on_train_epoch_start(self) -> None:
         # The lr this epoch starts with: epoch-interval schedulers step before validation ends.
         self.epoch_lr = self.trainer.optimizers[0].param_groups[0]["lr"]
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["epoch_lr"] = self.epoch_lr  # a mid-epoch resume skips on_train_epoch_start
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.epoch_lr = checkpoint.get("epoch_lr")
 
     def training_step(self, batch, batch_idx):
         images, labels = batch

@@ -3,15 +3,35 @@ import csv
 import io
 import logging
 import math
+import os
 import time
 from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from lab.run_files import METRIC_COLUMNS, write_atomic
 
 log = logging.getLogger("lab")
+
+
+def save_checkpoint_atomic(trainer, path: Path) -> None:
+    """Write to a temp file and rename: a kill during the save leaves the previous checkpoint intact."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    trainer.save_checkpoint(tmp)  # a collective under DDP: every rank calls it, rank 0 writes
+    if trainer.is_global_zero:
+        os.replace(tmp, path)
+
+
+class AtomicCheckpoint(pl.callbacks.ModelCheckpoint):
+    """ModelCheckpoint whose every file (best.ckpt, last.ckpt) is written atomically."""
+
+    def _save_checkpoint(self, trainer, filepath: str) -> None:
+        save_checkpoint_atomic(trainer, Path(filepath))
+        self._last_global_step_saved = trainer.global_step
+        self._last_checkpoint_saved = filepath
 
 
 class EpochRecorder(pl.Callback):
@@ -33,8 +53,27 @@ class EpochRecorder(pl.Callback):
             torch.cuda.synchronize()  # honest timing: wait for queued kernels
         return time.perf_counter()
 
+    def on_train_start(self, trainer, pl_module):
+        # A run resumed mid-epoch skips on_train_epoch_start: time the rest of that epoch from here.
+        self.epoch_start = self.phase_start = self.sync_time(trainer)
+
     def on_train_epoch_start(self, trainer, pl_module):
         self.epoch_start = self.phase_start = self.sync_time(trainer)
+
+    def state_dict(self) -> dict:
+        return {"train_time_s": self.train_time_s, "train_images": self.train_images}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.train_time_s, self.train_images = state["train_time_s"], state["train_images"]
+
+    def on_exception(self, trainer, pl_module, exception):
+        # SIGTERM (preemption, scancel, SLURM time limit): Lightning stops after the current batch; keep
+        # the progress so resume=true continues from this very batch.
+        if isinstance(exception, SIGTERMException) and not trainer.sanity_checking:
+            path = self.path.parent / "checkpoints" / "last.ckpt"
+            save_checkpoint_atomic(trainer, path)
+            log.warning(f"SIGTERM: saved {path} at epoch {trainer.current_epoch}, batch "
+                        f"{trainer.fit_loop.epoch_loop.batch_progress.current.completed}")
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         self.train_images += len(batch[1])

@@ -4,6 +4,7 @@ The path to results: conf/train.yaml -> check (lab/config.py) -> data (lab/datas
 -> Classifier (lab/module.py) -> Trainer (lab/trainer.py) -> run dir files (lab/run_files.py)."""
 import logging
 import math
+import os
 import sys
 import time
 import traceback
@@ -84,8 +85,25 @@ def evaluate(cfg, trainer, module, datamodule) -> dict:
     return scores
 
 
+def is_rank_zero() -> bool:
+    # DDP children are re-executed copies of this command; only rank 0 writes run files.
+    return os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"
+
+
+def refuse_ddp_in_sweeps(cfg: DictConfig) -> None:
+    """Lightning #11300 / Hydra #2070: each DDP child re-executes sys.argv, -m included, and so launches
+    its own copy of the whole sweep."""
+    ddp = "ddp" in str(cfg.trainer.get("strategy", "")) and (cfg.trainer.devices not in (1, "1")
+                                                              or cfg.trainer.num_nodes > 1)
+    if ddp and HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        raise ConfigError("trainer=ddp cannot run under -m (each DDP process would relaunch the sweep): run "
+                          "one job per GPU with hydra/launcher=joblib gpu_pool=[0,1,...] or "
+                          "hydra/launcher=slurm, or drop -m for a single DDP run")
+
+
 def train(cfg: DictConfig, run_dir: Path) -> float:
     validate(cfg)
+    refuse_ddp_in_sweeps(cfg)
     if cfg.resume:
         done = read_results(run_dir)
         if done and done.get("status") in FINISHED:
@@ -109,7 +127,8 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
 
     results.update(
         epochs=trainer.current_epoch, train_time_s=round(recorder.train_time_s, 3),
-        images_per_s=round(recorder.train_images / max(recorder.train_time_s, 1e-9), 1),
+        images_per_s=round(recorder.train_images * trainer.world_size / max(recorder.train_time_s, 1e-9), 1),
+        world_size=trainer.world_size,
         total_time_s=round(time.perf_counter() - start, 3), params=count_params(module.net),
         precision=str(trainer.precision), device=str(trainer.strategy.root_device),
         teacher_val_acc=getattr(module.distiller, "val_acc", None), started_at=round(started_at, 3),
@@ -147,7 +166,8 @@ def fail(cfg, run_dir: Path, err: Exception) -> str:
     else:
         log_file_only("".join(traceback.format_exception(err)))
         message = f"{type(err).__name__}: {(str(err).strip().splitlines() or [''])[0]}"
-    save_results(cfg, run_dir, dict(status="failed", error=message, test_acc=None))
+    if is_rank_zero():
+        save_results(cfg, run_dir, dict(status="failed", error=message, test_acc=None))
     return message
 
 
@@ -155,8 +175,16 @@ def fail(cfg, run_dir: Path, err: Exception) -> str:
 def main(cfg: DictConfig) -> float:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
+    from pytorch_lightning.utilities.exceptions import SIGTERMException
+
     try:
         return train(cfg, run_dir)
+    except SIGTERMException:
+        if is_rank_zero():
+            save_results(cfg, run_dir, dict(status="interrupted", test_acc=None))
+        log.error(f"stopped by SIGTERM; continue with the same command plus resume=true "
+                  f"(hydra.run.dir={run_dir} for a single run)")
+        sys.exit(143)  # 128 + SIGTERM, as a shell reports a terminated process
     except Exception as err:
         message, user_error = fail(cfg, run_dir, err), isinstance(err, USER_ERRORS)
     log.error(f"error: {message} [run dir {run_dir}]")

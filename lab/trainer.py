@@ -10,13 +10,16 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import OmegaConf
 
+from lab.recorder import AtomicCheckpoint
+
 
 def quiet_lightning() -> None:
     """Lightning's start-up chatter (accelerator lines, tips, deprecations) hides lab's own lines."""
     logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)
     logging.getLogger("lightning_fabric").setLevel(logging.WARNING)
     for pattern in (".*LeafSpec.*", ".*smaller than the logging interval.*", ".*litlogger.*",
-                    ".*does not have many workers.*", ".*Checkpoint directory .* exists.*"):
+                    ".*does not have many workers.*", ".*Checkpoint directory .* exists.*",
+                    ".*sync_dist=True.*"):  # lab's epoch values are already synced by torchmetrics
         warnings.filterwarnings("ignore", message=pattern)
 
 
@@ -48,9 +51,12 @@ def build_trainer(cfg, run_dir: Path, callbacks: list, with_checkpoints: bool = 
     trainer_cfg["precision"] = resolve_precision(trainer_cfg["precision"], trainer_cfg["accelerator"])
     callbacks = list(callbacks)
     if with_checkpoints and not trainer_cfg.get("fast_dev_run"):
-        callbacks.append(pl.callbacks.ModelCheckpoint(
+        # Saved at the end of each training epoch, after EpochRecorder wrote the epoch's metrics.csv row,
+        # so a run killed between the two never resumes past a missing row.
+        callbacks.append(AtomicCheckpoint(
             dirpath=Path(run_dir) / "checkpoints", filename="best", monitor="val_acc", mode="max",
-            save_last=True, auto_insert_metric_name=False, enable_version_counter=False))
+            save_last=True, save_on_train_epoch_end=True, auto_insert_metric_name=False,
+            enable_version_counter=False))
     tty = sys.stdout.isatty()
     if tty:
         callbacks.append(pl.callbacks.RichProgressBar())

@@ -33,7 +33,8 @@ class DataModule(pl.LightningDataModule):
             crop_padding=self.augment.crop_padding if train else 0,
             flip=bool(self.augment.flip) if train else False, seed=self.seed,
             epoch_fn=lambda: trainer.current_epoch, rank=trainer.global_rank,
-            world_size=trainer.world_size, channels_last=self.channels_last)
+            world_size=trainer.world_size, channels_last=self.channels_last,
+            progress_fn=lambda: trainer.fit_loop.epoch_loop.batch_progress.current.completed)
 
     def train_dataloader(self):
         return self.loader(self.data.train_images, self.data.train_labels, train=True)

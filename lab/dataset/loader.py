@@ -30,17 +30,21 @@ def random_flip(images: torch.Tensor, generator: torch.Generator) -> torch.Tenso
 class DeviceLoader:
     """Iterable of (normalised float images, int64 labels) batches; len() is batches per epoch.
 
-    `epoch_fn` tells which epoch is starting, so the permutation and augmentation draws depend only on
-    (seed, epoch). With world_size > 1 each rank takes every world_size-th index of the same permutation.
+    `epoch_fn` tells which epoch is starting: the permutation depends only on (seed, epoch) and each batch's
+    augmentation only on (seed, epoch, batch). So a run resumed mid-epoch (state_dict/load_state_dict, which
+    Lightning stores in the checkpoint) replays exactly the batches it had left. `progress_fn` gives the
+    batches already trained this epoch. With world_size > 1 each rank takes every world_size-th index of the
+    same permutation.
     """
 
     def __init__(self, images, labels, batch_size: int, mean, std, *, shuffle: bool, drop_last: bool,
                  crop_padding: int = 0, flip: bool = False, seed: int = 0, epoch_fn=lambda: 0,
-                 rank: int = 0, world_size: int = 1, channels_last: bool = True):
+                 rank: int = 0, world_size: int = 1, channels_last: bool = True, progress_fn=lambda: 0):
         self.images, self.labels = images, labels
         self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
         self.crop_padding, self.flip = crop_padding, flip
-        self.seed, self.epoch_fn = seed, epoch_fn
+        self.seed, self.epoch_fn, self.progress_fn = seed, epoch_fn, progress_fn
+        self.resume_point = None  # (epoch, batches already trained) from a mid-epoch checkpoint
         self.rank, self.world_size = rank, world_size
         self.channels_last = channels_last
         # Normalise uint8 directly: (x - 255*mean) / (255*std), one fused pass per batch.
@@ -60,19 +64,29 @@ class DeviceLoader:
         x = (images_uint8.float() - self.shift) * self.scale
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch_fn(), "batch": self.progress_fn()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.resume_point = (state["epoch"], state["batch"])
+
     def __iter__(self):
-        dev, n = self.images.device, len(self.labels)
+        dev, n, epoch = self.images.device, len(self.labels), self.epoch_fn()
         gen = torch.Generator(device=dev)
-        gen.manual_seed(epoch_seed(self.seed, self.epoch_fn()))
+        gen.manual_seed(epoch_seed(self.seed, epoch))
         if self.shuffle:
             order = torch.randperm(n, device=dev, generator=gen)
             order = order[: n - n % self.world_size]  # equal shares, so DDP ranks step in lockstep
         else:
             order = torch.arange(n, device=dev)
         order = order[self.rank :: self.world_size]
-        for batch in range(len(self)):
+        first = self.resume_point[1] if self.resume_point and self.resume_point[0] == epoch else 0
+        self.resume_point = None
+        for batch in range(first, len(self)):
             idx = order[batch * self.batch_size : (batch + 1) * self.batch_size]
             x = self.images[idx]
+            if self.crop_padding or self.flip:
+                gen.manual_seed(epoch_seed(self.seed, epoch) + batch + 1)
             if self.crop_padding:
                 x = random_crop(x, self.crop_padding, gen)
             if self.flip:

@@ -1,0 +1,88 @@
+"""Kill and resume exactly, SIGTERM checkpoints, DDP on CPU, and the -m + DDP refusal."""
+import csv
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from tests.conftest import ROOT, results, run_train
+
+ARGS = ["dataset=digits", "trainer.max_epochs=4", "model.base_width=16", "trainer.accelerator=cpu"]
+
+
+def rows_without_timing(run_dir):
+    with open(run_dir / "metrics.csv") as f:
+        return [{k: v for k, v in row.items() if k != "epoch_time_s"} for row in csv.DictReader(f)]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("full") / "run"
+    assert run_train(*ARGS, f"hydra.run.dir={run_dir}").returncode == 0
+    return run_dir
+
+
+def start_and_signal(run_dir, sig, after_rows, delay_s=0.0):
+    proc = subprocess.Popen([sys.executable, "-m", "lab.train", *ARGS, f"hydra.run.dir={run_dir}"], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    metrics = run_dir / "metrics.csv"
+    deadline = time.time() + 300
+    while (not metrics.exists() or len(metrics.read_text().splitlines()) < after_rows + 1) and time.time() < deadline:
+        assert proc.poll() is None, proc.communicate()[1][-2000:]
+        time.sleep(0.02)
+    time.sleep(delay_s)
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=120)
+    return proc.returncode, err
+
+
+@pytest.mark.slow
+def test_sigkill_after_second_epoch_then_resume_matches_an_uninterrupted_run(uninterrupted, tmp_path):
+    run_dir = tmp_path / "run"
+    code, _ = start_and_signal(run_dir, signal.SIGKILL, after_rows=2)
+    assert code == -signal.SIGKILL
+    assert (results(run_dir) if (run_dir / "results.json").exists() else {}).get("status") is None
+    proc = run_train(*ARGS, f"hydra.run.dir={run_dir}", "resume=true")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert rows_without_timing(run_dir) == rows_without_timing(uninterrupted)
+    assert results(run_dir)["test_acc"] == results(uninterrupted)["test_acc"]
+
+
+@pytest.mark.slow
+def test_sigterm_saves_a_mid_epoch_checkpoint_and_resume_is_exact(uninterrupted, tmp_path):
+    run_dir = tmp_path / "run"
+    code, err = start_and_signal(run_dir, signal.SIGTERM, after_rows=1, delay_s=0.15)
+    assert code == 143 and "resume=true" in err
+    assert results(run_dir)["status"] == "interrupted"
+    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["global_step"] > 0
+    proc = run_train(*ARGS, f"hydra.run.dir={run_dir}", "resume=true")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert rows_without_timing(run_dir) == rows_without_timing(uninterrupted)
+    assert results(run_dir)["test_acc"] == results(uninterrupted)["test_acc"]
+
+
+def test_same_seed_same_metrics(uninterrupted, tmp_path):
+    proc = run_train(*ARGS, f"hydra.run.dir={tmp_path}")
+    assert proc.returncode == 0
+    assert rows_without_timing(tmp_path) == rows_without_timing(uninterrupted)
+
+
+@pytest.mark.slow
+def test_ddp_on_cpu_with_two_processes(tmp_path):
+    proc = run_train("trainer=ddp", "trainer.devices=2", "dataset=digits", "trainer.max_epochs=1",
+                     "model.base_width=8", f"hydra.run.dir={tmp_path}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    res = results(tmp_path)
+    assert res["status"] == "ok" and res["world_size"] == 2
+    assert len(rows_without_timing(tmp_path)) == 1  # one writer: rank 0
+
+
+def test_ddp_under_multirun_is_refused_with_the_launcher_route(tmp_path):
+    proc = run_train("-m", "trainer=ddp", "dataset=digits", "seed=1,2", f"hydra.sweep.dir={tmp_path}")
+    assert proc.returncode == 1
+    assert "hydra/launcher=joblib" in proc.stderr and "Traceback" not in proc.stderr
+    assert results(tmp_path / "seed=1")["status"] == "failed"
