@@ -1,7 +1,6 @@
 """dataset=imagefolder (and gtsrb's download failure): tensors, class order, cache, and messy-data errors."""
 import logging
 import os
-from pathlib import Path
 
 import pytest
 import torch
@@ -65,6 +64,15 @@ def test_numeric_class_folders_sort_by_value(tmp_path):
     assert data.class_names == ["0", "1", "2", "10", "11"]  # not 0, 1, 10, 11, 2
     red = data.train_images[:, 0].float().mean((1, 2))
     assert (red[data.train_labels == 3].mean() - 200).abs() < 10  # folder "10" holds label 3's images
+
+
+def test_threaded_decoding_gives_the_same_tensors(colours, monkeypatch):
+    files = sorted(colours.rglob("*.*"))
+    serial, bad = imagefolder.decode_files(files, 8, num_workers=0)
+    monkeypatch.setattr(imagefolder, "PROBE_FILES", 2)
+    monkeypatch.setattr(imagefolder, "THREADS_FROM_S", 0.0)  # every image counts as large: threads
+    threaded, bad_threaded = imagefolder.decode_files(files, 8, num_workers=3)
+    assert torch.equal(serial, threaded) and bad == bad_threaded == []
 
 
 def count_opens(monkeypatch) -> list:
