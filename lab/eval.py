@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from lab.checkpoint import CheckpointError
 from lab.config import ConfigError, register_resolvers
 from lab.dataset.errors import DataError
+from lab.run_files import write_json
 
 register_resolvers()
 log = logging.getLogger("lab")
@@ -142,8 +143,6 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
     result, confusion = scores(logits, data.test_labels.cpu(), list(hp["class_names"]))
     result = dict(result, ckpt_path=str(ckpt_path), dataset=dataset_cfg.name, device=str(device))
     print_table(result)
-    from lab.run_files import write_json  # imports Lightning (~5 s): only once there is something to write
-
     write_json(out_dir / "eval.json", result)
     plot_confusion(confusion, list(hp["class_names"]), out_dir / "confusion_matrix.png",
                    f"{ckpt_path.name} on {dataset_cfg.name} test: accuracy {result['test_acc']:.4f}")

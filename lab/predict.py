@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from lab.config import ConfigError
 from lab.dataset.errors import DataError
+from lab.run_files import write_json
 from lab.eval import checkpoint_path, run_or_exit
 
 log = logging.getLogger("lab")
@@ -98,8 +99,6 @@ def predict(cfg: DictConfig, out_dir: Path) -> list[dict]:
     k = min(cfg.top_k, hp["num_classes"])
     predictions = top_k_table(probs, paths, list(hp["class_names"]), k)
     print_predictions(predictions)
-    from lab.run_files import write_json  # imports Lightning (~5 s): only once there is something to write
-
     write_json(out_dir / "predictions.json", dict(ckpt_path=str(ckpt_path), top_k=k, predictions=predictions))
     log.info(f"wrote predictions.json to {out_dir}")
     return predictions
