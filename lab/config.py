@@ -58,6 +58,9 @@ RULES = [
     ("dataset.val_split", lambda v: is_number(v) and 0 <= v < 1, "a number in [0, 1), e.g. 0.1"),
     ("dataset.augment.crop_padding", lambda v: is_int(v) and v >= 0, "an integer >= 0 (0 = no crop)"),
     ("dataset.augment.flip", lambda v: isinstance(v, bool), "true or false"),
+    ("dataset.image_size", lambda v: v is None or (is_int(v) and v >= 1), "an integer >= 1, e.g. 32"),
+    ("dataset.test_split", lambda v: v is None or (is_number(v) and 0 < v < 1), "a number in (0, 1), e.g. 0.2"),
+    ("dataset.skip_bad_files", lambda v: v is None or isinstance(v, bool), "true or false"),
     ("trainer.max_epochs", lambda v: is_int(v) and v >= 1, "an integer >= 1, e.g. 50"),
     ("trainer.precision", lambda v: str(v) in PRECISIONS, "one of " + ", ".join(sorted(PRECISIONS))),
     ("model.layers", lambda v: isinstance(v, list) and len(v) > 0 and all(is_int(n) and n >= 1 for n in v),
@@ -77,7 +80,8 @@ def validate(cfg) -> None:
     """Raise ConfigError for the first value outside its allowed range."""
     for key, ok, allowed in RULES:
         value = OmegaConf.select(cfg, key, default=None)
-        if key.startswith(("scheduler.", "distill.", "optimizer.weight", "optimizer.momentum")) and value is None:
+        if value is None and (key.startswith(("scheduler.", "distill.", "optimizer.weight", "optimizer.momentum"))
+                              or key in ("dataset.image_size", "dataset.test_split", "dataset.skip_bad_files")):
             continue
         if isinstance(value, (list, tuple)) or OmegaConf.is_list(value):
             value = list(value)

@@ -18,7 +18,9 @@ def accuracy_metrics(num_classes: int, per_class: bool = False) -> MetricCollect
                "acc_top5": MulticlassAccuracy(num_classes, top_k=min(5, num_classes), average="micro")}
     if per_class:
         metrics["per_class_acc"] = MulticlassAccuracy(num_classes, average=None)
-    return MetricCollection(metrics)
+    # compute_groups=False: with shared state groups (torchmetrics 1.9) per_class_acc kept its first value
+    # after reset(), so the best checkpoint's test pass reported the last weights' per-class numbers.
+    return MetricCollection(metrics, compute_groups=False)
 
 
 class Classifier(pl.LightningModule):

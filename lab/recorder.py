@@ -25,6 +25,17 @@ def save_checkpoint_atomic(trainer, path: Path) -> None:
         os.replace(tmp, path)
 
 
+def process_start_time() -> float:
+    """Unix time at which this process started (Linux /proc; falls back to now elsewhere)."""
+    try:
+        start_ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime"))
+        return boot + start_ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return time.time()
+
+
 class AtomicCheckpoint(pl.callbacks.ModelCheckpoint):
     """ModelCheckpoint whose every file (best.ckpt, last.ckpt) is written atomically."""
 
@@ -45,6 +56,7 @@ class EpochRecorder(pl.Callback):
         self.columns = METRIC_COLUMNS + list(extra_columns)
         self.diverged_epoch = None
         self.phase_start = None
+        self.time_to_first_step_s = None  # from process start: imports, data loading, model build
         self.train_images = 0
         self.train_time_s = 0.0
 
@@ -74,6 +86,10 @@ class EpochRecorder(pl.Callback):
             save_checkpoint_atomic(trainer, path)
             log.warning(f"SIGTERM: saved {path} at epoch {trainer.current_epoch}, batch "
                         f"{trainer.fit_loop.epoch_loop.batch_progress.current.completed}")
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if self.time_to_first_step_s is None:
+            self.time_to_first_step_s = round(time.time() - process_start_time(), 3)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         self.train_images += len(batch[1])

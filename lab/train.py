@@ -128,7 +128,7 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
     results.update(
         epochs=trainer.current_epoch, train_time_s=round(recorder.train_time_s, 3),
         images_per_s=round(recorder.train_images * trainer.world_size / max(recorder.train_time_s, 1e-9), 1),
-        world_size=trainer.world_size,
+        world_size=trainer.world_size, time_to_first_step_s=recorder.time_to_first_step_s,
         total_time_s=round(time.perf_counter() - start, 3), params=count_params(module.net),
         precision=str(trainer.precision), device=str(trainer.strategy.root_device),
         teacher_val_acc=getattr(module.distiller, "val_acc", None), started_at=round(started_at, 3),

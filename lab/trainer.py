@@ -45,18 +45,24 @@ def resolve_precision(precision: str, accelerator: str) -> str:
     return "bf16-mixed" if cpu_has_fast_bf16() else "32-true"
 
 
+def checkpoint_callbacks(folder: Path) -> list:
+    """best.ckpt (highest val_acc) and last.ckpt (every epoch). Two callbacks, because save_last=True in
+    Lightning 2.6 rewrites last.ckpt only in epochs that also improved best.ckpt. Both are saved at the end
+    of the training epoch, after EpochRecorder wrote the epoch's metrics.csv row, so a run killed between
+    the two never resumes past a missing row. Best first: trainer.checkpoint_callback is the first one."""
+    common = dict(dirpath=folder, save_top_k=1, save_on_train_epoch_end=True, auto_insert_metric_name=False,
+                  enable_version_counter=False)
+    return [AtomicCheckpoint(filename="best", monitor="val_acc", mode="max", **common),
+            AtomicCheckpoint(filename="last", monitor=None, **common)]
+
+
 def build_trainer(cfg, run_dir: Path, callbacks: list, with_checkpoints: bool = True) -> pl.Trainer:
     quiet_lightning()
     trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
     trainer_cfg["precision"] = resolve_precision(trainer_cfg["precision"], trainer_cfg["accelerator"])
     callbacks = list(callbacks)
     if with_checkpoints and not trainer_cfg.get("fast_dev_run"):
-        # Saved at the end of each training epoch, after EpochRecorder wrote the epoch's metrics.csv row,
-        # so a run killed between the two never resumes past a missing row.
-        callbacks.append(AtomicCheckpoint(
-            dirpath=Path(run_dir) / "checkpoints", filename="best", monitor="val_acc", mode="max",
-            save_last=True, save_on_train_epoch_end=True, auto_insert_metric_name=False,
-            enable_version_counter=False))
+        callbacks += checkpoint_callbacks(Path(run_dir) / "checkpoints")
     tty = sys.stdout.isatty()
     if tty:
         callbacks.append(pl.callbacks.RichProgressBar())

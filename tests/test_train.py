@@ -33,6 +33,16 @@ def test_results_json_holds_the_contract_keys(digits_run):
     assert set(res["per_class_acc"]) == {str(d) for d in range(10)}
 
 
+def test_per_class_accuracy_comes_from_the_same_pass_as_test_acc(digits_run):
+    from lab.dataset import load_digits
+
+    run_dir, _ = digits_run
+    res = results(run_dir)
+    counts = torch.bincount(load_digits()["test_labels"], minlength=10)
+    weighted = sum(res["per_class_acc"][str(c)] * int(n) for c, n in enumerate(counts)) / int(counts.sum())
+    assert weighted == pytest.approx(res["test_acc"], abs=2e-3)  # per-class values are rounded to 4 places
+
+
 def test_metrics_csv_has_one_row_per_epoch(digits_run):
     run_dir, _ = digits_run
     with open(run_dir / "metrics.csv") as f:
@@ -51,6 +61,7 @@ def test_checkpoints_load_with_weights_only_and_rebuild_the_net(digits_run):
         net, hp = net_from_checkpoint(ckpt)
         assert hp["class_names"] == [str(d) for d in range(10)] and hp["in_channels"] == 1
         assert net(torch.zeros(1, 1, 8, 8)).shape == (1, 10)
+    assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 7  # the final epoch
 
 
 def write_cifar100(root, n_train=300, n_test=100, seed=0):

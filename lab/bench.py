@@ -1,0 +1,91 @@
+"""python -m lab.bench [--quick]: lab's speed, measured side by side on whatever device is here.
+
+Sections: data pipeline (lab's loader vs a torchvision/PIL DataLoader), training throughput (lab's
+LightningModule in a Trainer vs a raw PyTorch loop), channels_last / bf16 effects, projected epoch and study
+times, memory. Prints a table and writes bench.json with the machine and the commit. Every timed region
+starts after warm-up steps and ends with a device sync (CUDA work is asynchronous)."""
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from lab.bench_parts import (cpu_model, data_section, jobs_section, memory_section, study_projection,
+                             training_section)
+from lab.run_files import git_commit, write_atomic
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog="python -m lab.bench", description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="fewer steps and models (< 3 min on a 2-core CPU)")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--batch-size", type=int, default=None, help="default: 512 on CUDA, 128 on CPU")
+    p.add_argument("--models", default=None, help="comma list; default resnet10,resnet18,resnet50")
+    p.add_argument("--sections", default="data,train,memory",
+                   help="comma list of data, train, memory, jobs (jobs: 1/2/4 concurrent resnet10 runs)")
+    p.add_argument("--compile", action="store_true", help="also measure torch.compile (model.compile=true)")
+    p.add_argument("--out", default="bench.json")
+    return p.parse_args(argv)
+
+
+def machine() -> dict:
+    info = dict(cpu=cpu_model(), cores=os.cpu_count(), torch=torch.__version__, python=platform.python_version(),
+                gpu=torch.cuda.get_device_name() if torch.cuda.is_available() else None, commit=git_commit())
+    info["command"] = "python -m lab.bench " + " ".join(sys.argv[1:])
+    return info
+
+
+def print_table(title: str, rows: list[dict]) -> None:
+    if not rows:
+        return
+    columns = list(rows[0])
+    width = {c: max(len(c), *(len(fmt(r.get(c))) for r in rows)) for c in columns}
+    print(f"\n{title}")
+    print("  ".join(c.ljust(width[c]) for c in columns))
+    for r in rows:
+        print("  ".join(fmt(r.get(c)).ljust(width[c]) for c in columns))
+
+
+def fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
+    return "" if value is None else str(value)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    device = torch.device(args.device)
+    batch = args.batch_size or (512 if device.type == "cuda" else 128)
+    default_models = "resnet10" if args.quick and device.type == "cpu" else "resnet10,resnet18,resnet50"
+    models = (args.models or default_models).split(",")
+    sections = args.sections.split(",")
+    report = dict(machine=machine(), device=str(device), batch_size=batch, quick=args.quick)
+    start = time.perf_counter()
+    if "data" in sections:
+        report["data"] = data_section(device, batch, quick=args.quick)
+        print_table("Data pipeline (normalised, augmented batches on the device)", [report["data"]])
+    if "train" in sections:
+        report["train"] = training_section(device, models, batch, quick=args.quick, compile_too=args.compile)
+        print_table("Training throughput, images/s (after warm-up)", report["train"])
+        report["study"] = study_projection(report["train"])
+        print_table("Projected 50k-image epoch and the lab's whole study (tasks 1-5, 50 epochs each)",
+                    report["study"]["rows"])
+        print(f"whole study: {report['study']['total_h']:.2f} h")
+    if "memory" in sections:
+        report["memory"] = memory_section(device, quick=args.quick)
+        print_table("Memory and start-up", [report["memory"]])
+    if "jobs" in sections:
+        report["jobs"] = jobs_section(device, batch, quick=args.quick)
+        print_table("Concurrent resnet10 jobs on one device", report["jobs"])
+    report["bench_time_s"] = round(time.perf_counter() - start, 1)
+    write_atomic(Path(args.out), json.dumps(report, indent=2) + "\n")
+    print(f"\nwrote {args.out} ({report['bench_time_s']} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
