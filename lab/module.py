@@ -33,6 +33,7 @@ class Classifier(pl.LightningModule):
         self.net = net
         self.save_hyperparameters(hparams)
         self.optimizer_factory, self.scheduler_cfg = optimizer_factory, scheduler_cfg
+        self.per_class_acc, self.epoch_lr = None, None
         # Not registered as submodules: the teacher's weights stay out of the student's checkpoint, and the
         # compiled wrapper would duplicate every key under _orig_mod.
         object.__setattr__(self, "distiller", distiller)

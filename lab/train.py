@@ -63,7 +63,8 @@ def build_run(cfg: DictConfig, run_dir: Path):
 
 def test_scores(trainer, module, datamodule, ckpt_path=None) -> dict:
     trainer.test(module, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
-    scores = {k: float(trainer.callback_metrics[k]) for k in ("test_acc", "test_acc_top5", "test_loss")}
+    metrics = trainer.callback_metrics  # empty with trainer.limit_test_batches=0
+    scores = {k: float(metrics[k]) if k in metrics else None for k in ("test_acc", "test_acc_top5", "test_loss")}
     if module.per_class_acc is not None:
         names = module.hparams["class_names"]
         scores["per_class_acc"] = {n: round(float(a), 4) for n, a in zip(names, module.per_class_acc)}

@@ -11,7 +11,7 @@ class DataModule(pl.LightningDataModule):
         super().__init__()
         self.data, self.batch_size, self.augment = data, batch_size, augment
         self.seed, self.channels_last = seed, channels_last
-        self.eval_batch_size = eval_batch_size or max(batch_size, 512)
+        self.eval_batch_size = eval_batch_size
         self.device = None
 
     def to_device(self) -> None:
@@ -27,8 +27,12 @@ class DataModule(pl.LightningDataModule):
     def loader(self, images, labels, train: bool) -> DeviceLoader:
         self.to_device()
         trainer = self.trainer
+        # Evaluation has no backward pass, so on a GPU larger batches are free speed; on a CPU they only
+        # raise peak memory.
+        eval_batch = self.eval_batch_size or (max(self.batch_size, 512) if self.device.type == "cuda"
+                                              else self.batch_size)
         return DeviceLoader(
-            images, labels, self.batch_size if train else self.eval_batch_size, self.data.mean,
+            images, labels, self.batch_size if train else eval_batch, self.data.mean,
             self.data.std, shuffle=train, drop_last=train and len(labels) >= self.batch_size,
             crop_padding=self.augment.crop_padding if train else 0,
             flip=bool(self.augment.flip) if train else False, seed=self.seed,
