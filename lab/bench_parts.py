@@ -162,6 +162,14 @@ def lightning_throughput(model, device, batch, steps, warmup, precision: str) ->
     return dict(images_per_s=steps * batch / (timer.t1 - timer.t0), peak_gpu_gib=peak)
 
 
+def short_if_slow(bf16: bool, device, steps: int, warmup: int) -> tuple[int, int]:
+    # Without AVX-512 BF16 a CPU emulates bf16 ~15x slower than fp32: 2 timed steps tell that story.
+    from lab.trainer import cpu_has_fast_bf16
+
+    slow = bf16 and device.type == "cpu" and not cpu_has_fast_bf16()
+    return (min(steps, 2), 1) if slow else (steps, warmup)
+
+
 def training_section(device, models, batch, quick, compile_too=False) -> list[dict]:
     from lab.trainer import resolve_precision
 
@@ -174,7 +182,8 @@ def training_section(device, models, batch, quick, compile_too=False) -> list[di
         lab = lightning_throughput(model, device, b, steps, warmup, precision)
         row = dict(model=model, batch=b, precision=precision, lab_lightning=lab["images_per_s"])
         if not quick or model == "resnet10":
-            raw = {(bf16, cl): raw_throughput(model, device, b, steps, warmup, bf16, cl)["images_per_s"]
+            raw = {(bf16, cl): raw_throughput(model, device, b, *short_if_slow(bf16, device, steps, warmup), bf16,
+                                              cl)["images_per_s"]
                    for bf16, cl in ((False, False), (False, True), (True, True))}
             row.update(raw_fp32=raw[(False, False)], raw_fp32_channels_last=raw[(False, True)],
                        raw_bf16_channels_last=raw[(True, True)])
