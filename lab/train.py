@@ -105,7 +105,9 @@ def refuse_ddp_in_sweeps(cfg: DictConfig) -> None:
 def train(cfg: DictConfig, run_dir: Path) -> float:
     validate(cfg)
     refuse_ddp_in_sweeps(cfg)
-    if cfg.resume:
+    # A SLURM job requeued after preemption/timeout (submitit) runs the same command again: resume it.
+    resume = cfg.resume or int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) > 0
+    if resume:
         done = read_results(run_dir)
         if done and done.get("status") in FINISHED:
             log.info(f"resume: {run_dir} already finished ({done['status']}), nothing to do")
@@ -114,7 +116,7 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
     start, started_at = time.perf_counter(), time.time()
     module, datamodule, trainer, recorder = build_run(cfg, run_dir)
     last_ckpt = run_dir / "checkpoints" / "last.ckpt"
-    resume_from = str(last_ckpt) if cfg.resume and last_ckpt.exists() else None
+    resume_from = str(last_ckpt) if resume and last_ckpt.exists() else None
     if resume_from:
         log.info(f"resume: continuing from {last_ckpt}")
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)

@@ -91,3 +91,14 @@ def test_experiments_carry_their_own_grids():
     for option in str(compose(["+experiment=optimizers"]).hydra.sweeper.params.optimizer).split(","):
         lr = compose([f"optimizer={option}"]).optimizer.lr
         assert lr == {"sgd": 0.03, "adam": 1e-3, "adagrad": 1e-2, "adagrad_lab": 1e-3, "adamw": 1e-3}[option]
+
+
+@pytest.mark.slow
+def test_submitit_route_runs_jobs_and_writes_the_report(tmp_path):
+    # hydra/launcher=slurm is submitit_slurm; submitit_local runs the same launcher code without a cluster.
+    sweep_dir = tmp_path / "submitit"
+    proc = run_train("-m", "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10", "dataset=digits",
+                     "trainer.max_epochs=1", *TINY, "optimizer.lr=0.01,0.02", f"hydra.sweep.dir={sweep_dir}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert [results(sweep_dir / f"optimizer.lr={lr}")["status"] for lr in ("0.01", "0.02")] == ["ok", "ok"]
+    assert len((sweep_dir / "summary.csv").read_text().splitlines()) == 3
