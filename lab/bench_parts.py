@@ -1,7 +1,6 @@
 """The measurements behind python -m lab.bench (see lab/bench.py for the CLI and the table)."""
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -228,13 +227,15 @@ def memory_section(device, quick: bool) -> dict:
             f"trainer.accelerator={'gpu' if device.type == 'cuda' else 'cpu'}", "trainer.max_steps=2",
             "trainer.limit_val_batches=2", "trainer.limit_test_batches=2", "dataset.batch_size=128",
             f"hydra.run.dir={run_dir}"]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    proc = subprocess.run([sys.executable, "-m", "lab.train", *args], capture_output=True, text=True)
-    peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # KiB on Linux
-    if proc.returncode != 0:
-        return dict(error=proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "lab.train failed")
+    # wait4 gives this child's own peak RSS; RUSAGE_CHILDREN would also count earlier DataLoader workers.
+    proc = subprocess.Popen([sys.executable, "-m", "lab.train", *args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    err = proc.stderr.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        return dict(error=err.strip().splitlines()[-1] if err.strip() else "lab.train failed")
     res = json.loads((run_dir / "results.json").read_text())
-    return dict(resnet18_run_peak_rss_mib=round(peak_mib) if peak_mib > before / 1024 else None,
+    return dict(resnet18_run_peak_rss_mib=round(usage.ru_maxrss / 1024),  # KiB on Linux
                 dataset_uint8_mib=round(60_000 * 3072 / 2**20), time_to_first_step_s=res["time_to_first_step_s"])
 
 

@@ -239,6 +239,18 @@ def summary_markdown(table, grouped, swept: list[str], dirs, figures: list[Path]
     return "\n".join(text) + "\n"
 
 
+def per_class_table(table):
+    """Per-class test accuracy, one column per job (results.json has it for datasets of <= 100 classes)."""
+    import pandas as pd
+
+    from lab.run_files import read_results
+
+    columns = {job: (read_results(run_dir) or {}).get("per_class_acc")
+               for job, run_dir in zip(table.job, table.run_dir)}
+    columns = {job: acc for job, acc in columns.items() if acc}
+    return pd.DataFrame(columns).rename_axis("class") if columns else None
+
+
 def write_report(dirs, out) -> dict:
     """Tables and figures for the runs under `dirs`, written to `out`.
 
@@ -252,6 +264,10 @@ def write_report(dirs, out) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     files = [out / "summary.csv"]
     write_atomic(files[0], table.drop(columns=["run_dir", "group"]).to_csv(index=False))
+    per_class = per_class_table(table)
+    if per_class is not None:
+        files.append(out / "per_class_acc.csv")
+        write_atomic(files[-1], per_class.to_csv())
     if grouped is not None:
         files.append(out / "summary_grouped.csv")
         write_atomic(files[-1], grouped.drop(columns=["group"]).to_csv(index=False))

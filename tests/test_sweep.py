@@ -41,6 +41,8 @@ def test_sweep_writes_its_report(lr_sweep):
         rows = list(csv.DictReader(f))
     assert len(rows) == 3 and sorted(r["status"] for r in rows) == ["diverged", "failed", "ok"]
     assert (sweep_dir / "summary.md").read_text().count("|") > 10
+    per_class = (sweep_dir / "per_class_acc.csv").read_text().splitlines()
+    assert per_class[0] == "class,optimizer.lr=0.02" and len(per_class) == 11  # the ok job, 10 digit classes
     figures = sorted(sweep_dir.glob("*.png"))
     assert {"acc_vs_optimizer.lr.png", "curves.png"} <= {p.name for p in figures}
     for png in figures:
