@@ -50,6 +50,31 @@ def print_table(title: str, rows: list[dict]) -> None:
         print("  ".join(fmt(r.get(c)).ljust(width[c]) for c in columns))
 
 
+def check_targets(report: dict, device) -> list[dict]:
+    """The issue's targets against what this run measured: met, or missed by how much."""
+    train = {r["model"]: r for r in report.get("train", [])}
+    memory, data = report.get("memory", {}), report.get("data", {})
+    wanted = [("data_speedup", data.get("data_speedup"), ">=", 10),
+              ("resnet10 lightning_overhead", train.get("resnet10", {}).get("lightning_overhead"), "<=", 1.10),
+              ("time_to_first_step_s", memory.get("time_to_first_step_s"), "<=", 10)]
+    if device.type == "cpu":
+        wanted.append(("resnet18 run peak RSS MiB", memory.get("resnet18_run_peak_rss_mib"), "<=", 2048))
+    else:
+        wanted += [("data images/s", data.get("lab_images_per_s"), ">=", 100_000),
+                   ("resnet18 epoch_50k_s", train.get("resnet18", {}).get("epoch_50k_s"), "<=", 1.5),
+                   ("resnet50 epoch_50k_s", train.get("resnet50", {}).get("epoch_50k_s"), "<=", 5.0)]
+    rows = []
+    for name, value, op, target in wanted:
+        if value is None:
+            verdict = "not measured"
+        elif (value >= target) if op == ">=" else (value <= target):
+            verdict = "met"
+        else:
+            verdict = f"missed by {abs(value - target) / target:.1%}"
+        rows.append(dict(target=f"{name} {op} {target}", measured=value, verdict=verdict))
+    return rows
+
+
 def fmt(value) -> str:
     if isinstance(value, float):
         return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
@@ -81,6 +106,8 @@ def main(argv=None) -> int:
     if "jobs" in sections:
         report["jobs"] = jobs_section(device, batch, quick=args.quick)
         print_table("Concurrent resnet10 jobs on one device", report["jobs"])
+    report["targets"] = check_targets(report, device)
+    print_table("Targets", report["targets"])
     report["bench_time_s"] = round(time.perf_counter() - start, 1)
     write_atomic(Path(args.out), json.dumps(report, indent=2) + "\n")
     print(f"\nwrote {args.out} ({report['bench_time_s']} s)")

@@ -126,22 +126,26 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
         log.warning(f"loss became NaN/inf in epoch {recorder.diverged_epoch}: stopped, status diverged")
     else:
         results.update(evaluate(cfg, trainer, module, datamodule))
-    from lab.model import count_params
-
-    results.update(
-        epochs=trainer.current_epoch, train_time_s=round(recorder.train_time_s, 3),
-        images_per_s=round(recorder.train_images * trainer.world_size / max(recorder.train_time_s, 1e-9), 1),
-        world_size=trainer.world_size, time_to_first_step_s=recorder.time_to_first_step_s,
-        total_time_s=round(time.perf_counter() - start, 3), params=count_params(module.net),
-        precision=str(trainer.precision), device=str(trainer.strategy.root_device),
-        teacher_val_acc=getattr(module.distiller, "val_acc", None), started_at=round(started_at, 3),
-        finished_at=round(time.time(), 3))
+    results.update(run_facts(trainer, module, recorder), total_time_s=round(time.perf_counter() - start, 3),
+                   started_at=round(started_at, 3), finished_at=round(time.time(), 3))
     if trainer.is_global_zero:
         save_results(cfg, run_dir, results)
         accuracy = results["test_acc"] if results["test_acc"] is not None else math.nan
         print(f"Model Accuracy: {accuracy:.4f}")
         print(f"Total time: {results['total_time_s']:.2f}")
     return results["test_acc"] if results["test_acc"] is not None else math.nan
+
+
+def run_facts(trainer, module, recorder) -> dict:
+    """What results.json says about the run besides accuracy: size, speed, precision, device."""
+    from lab.model import count_params
+
+    images = recorder.train_images * trainer.world_size  # EpochRecorder counts rank 0's share
+    return dict(epochs=trainer.current_epoch, train_time_s=round(recorder.train_time_s, 3),
+                images_per_s=round(images / max(recorder.train_time_s, 1e-9), 1), world_size=trainer.world_size,
+                time_to_first_step_s=recorder.time_to_first_step_s, params=count_params(module.net),
+                precision=str(trainer.precision), device=str(trainer.strategy.root_device),
+                teacher_val_acc=getattr(module.distiller, "val_acc", None))
 
 
 def save_results(cfg, run_dir: Path, results: dict) -> None:
