@@ -51,6 +51,10 @@ PRECISIONS = {"auto", "32", "32-true", "16-mixed", "bf16-mixed", "bf16-true", "6
 # (key, test, allowed range as the user should read it)
 RULES = [
     ("seed", is_int, "an integer"),
+    ("resume", lambda v: isinstance(v, bool), "true or false"),
+    ("model.channels_last", lambda v: isinstance(v, bool), "true or false"),
+    ("model.compile", lambda v: isinstance(v, bool), "true or false"),
+    ("model.base_width", lambda v: is_int(v) and v >= 1, "an integer >= 1, e.g. 64"),
     ("optimizer.lr", lambda v: is_number(v) and v > 0, "a number > 0, e.g. 0.03"),
     ("optimizer.weight_decay", lambda v: v is None or (is_number(v) and v >= 0), "a number >= 0"),
     ("optimizer.momentum", lambda v: v is None or (is_number(v) and 0 <= v < 1), "a number in [0, 1)"),

@@ -37,10 +37,11 @@ def test_multistep_is_the_labs_schedule():
     ("trainer.max_epochs=0", "trainer.max_epochs"), ("dataset.val_split=1", "dataset.val_split"),
     ("dataset.val_split=-0.1", "dataset.val_split"), ("optimizer.weight_decay=-1", "optimizer.weight_decay"),
     ("scheduler.milestones=[40,30]", "scheduler.milestones"), ("distill.temperature=0", "distill.temperature"),
-    ("distill.alpha=-1", "distill.alpha"), ("seed=1.5", "seed"),
+    ("distill.alpha=-1", "distill.alpha"), ("seed=1.5", "seed"), ("model.channels_last=maybe", "model.channels_last"),
+    ("trainer.max_epochs=ten", "trainer.max_epochs"), ("dataset=imagefolder dataset.image_size=0", "dataset.image_size"),
 ])
 def test_out_of_range_values_name_the_key_and_the_range(override, key):
-    overrides = [override] if not override.startswith("scheduler.") else ["scheduler=multistep", override]
+    overrides = override.split() if not override.startswith("scheduler.") else ["scheduler=multistep", override]
     with pytest.raises(ConfigError, match=key.replace(".", r"\.") + r"=.* must be "):
         validate(compose(overrides))
 
@@ -52,6 +53,11 @@ def test_bad_value_on_the_cli_is_one_line_before_any_data(tmp_path):
     errors = [line for line in (proc.stdout + proc.stderr).splitlines() if "error" in line.lower()]
     assert len(errors) == 1 and "optimizer.lr=-1" in errors[0] and "> 0" in errors[0]
     assert "Traceback" not in proc.stderr and not (tmp_path / "none").exists()
+
+
+def test_unknown_key_is_refused_at_composition(tmp_path):
+    proc = run_train("optimizer.lrr=0.1", f"hydra.run.dir={tmp_path}")
+    assert proc.returncode != 0 and "optimizer.lrr" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_unknown_group_option_lists_the_choices(tmp_path):
