@@ -66,6 +66,8 @@ RULES = [
     ("dataset.test_split", lambda v: v is None or (is_number(v) and 0 < v < 1), "a number in (0, 1), e.g. 0.2"),
     ("dataset.skip_bad_files", lambda v: v is None or isinstance(v, bool), "true or false"),
     ("trainer.max_epochs", lambda v: is_int(v) and v >= 1, "an integer >= 1, e.g. 50"),
+    ("trainer.limit_val_batches", lambda v: v is None or (is_number(v) and v > 0),
+     "null or > 0: every epoch validates, to pick best.ckpt and to catch divergence"),
     ("trainer.precision", lambda v: str(v) in PRECISIONS, "one of " + ", ".join(sorted(PRECISIONS))),
     ("model.layers", lambda v: isinstance(v, list) and len(v) > 0 and all(is_int(n) and n >= 1 for n in v),
      "a list of block counts >= 1, e.g. [2, 2, 2, 2]"),
@@ -81,12 +83,12 @@ RULES = [
 
 
 def validate(cfg) -> None:
-    """Raise ConfigError for the first value outside its allowed range."""
+    """Raise ConfigError for the first value outside its allowed range (and a distill run with no teacher)."""
+    from lab.distill import check_distill_config
+
+    check_distill_config(cfg.get("distill"))
     for key, ok, allowed in RULES:
         value = OmegaConf.select(cfg, key, default=None)
-        if value is None and (key.startswith(("scheduler.", "distill.", "optimizer.weight", "optimizer.momentum"))
-                              or key in ("dataset.image_size", "dataset.test_split", "dataset.skip_bad_files")):
-            continue
         if isinstance(value, (list, tuple)) or OmegaConf.is_list(value):
             value = list(value)
         if not ok(value):

@@ -48,29 +48,42 @@ class Distiller(nn.Module):
         return loss
 
     @torch.no_grad()
-    def measure(self, loader) -> float:
-        correct = total = 0
+    def measure(self, loader, reduce=lambda t: t) -> float:
+        """Teacher accuracy on `loader`; `reduce` sums the counts over DDP ranks (each sees a shard)."""
+        counts = torch.zeros(2, device=loader.images.device)
         for images, labels in loader:
-            correct += (self.teacher(images).argmax(1) == labels).sum()
-            total += len(labels)
-        self.val_acc = round(float(correct) / max(total, 1), 4)
+            counts += torch.stack([(self.teacher(images).argmax(1) == labels).sum(), torch.tensor(len(labels))])
+        correct, total = reduce(counts).tolist()
+        self.val_acc = round(correct / max(total, 1), 4)
         return self.val_acc
 
 
-def build_distiller(cfg, data) -> Distiller | None:
+def check_distill_config(cfg) -> None:
+    """Before any data is loaded: the kind exists and a distilling run names its teacher."""
     if cfg is None or cfg.kind == "none":
-        return None
+        return
     if cfg.kind not in KINDS:
         raise ConfigError(f"distill.kind={cfg.kind!r} is not allowed: must be one of {', '.join(KINDS)}")
     if not cfg.get("teacher_ckpt"):
         raise ConfigError("distill.teacher_ckpt is not set: train a teacher first with "
                           "`python -m lab.train +experiment=teacher` and pass "
                           "distill.teacher_ckpt=<its run dir>/checkpoints/best.ckpt")
+
+
+def build_distiller(cfg, data, channels_last: bool = True) -> Distiller | None:
+    check_distill_config(cfg)
+    if cfg is None or cfg.kind == "none":
+        return None
     ckpt = load_checkpoint(cfg.teacher_ckpt)
     teacher, hp = net_from_checkpoint(ckpt, cfg.teacher_ckpt)
-    if hp["num_classes"] != data.num_classes or hp.get("dataset") != data.dataset_name:
-        raise ConfigError(f"teacher {cfg.teacher_ckpt} was trained on {hp.get('dataset')} with "
-                          f"{hp['num_classes']} classes, the student on {data.dataset_name} with "
-                          f"{data.num_classes}: train the teacher on the student's dataset")
-    teacher = teacher.to(memory_format=torch.channels_last)
+    teacher_data = (hp.get("dataset"), hp["num_classes"], list(hp.get("class_names", [])), hp["in_channels"],
+                    hp["image_size"])
+    student_data = (data.dataset_name, data.num_classes, list(data.class_names), data.channels, data.image_size)
+    if teacher_data != student_data:
+        raise ConfigError(f"teacher {cfg.teacher_ckpt} was trained on {teacher_data[0]} with {teacher_data[1]} "
+                          f"classes ({teacher_data[3]}x{teacher_data[4]}px), the student on {student_data[0]} "
+                          f"with {student_data[1]} ({student_data[3]}x{student_data[4]}px; class names must "
+                          f"match too): train the teacher on the student's dataset")
+    if channels_last:  # the student's memory format, so both convs take the same fast path
+        teacher = teacher.to(memory_format=torch.channels_last)
     return Distiller(teacher, cfg.kind, cfg.alpha, cfg.beta, cfg.temperature)

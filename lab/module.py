@@ -3,6 +3,8 @@
 Batches arrive normalised and augmented on the device (lab/dataset/loader.py), so the steps are only
 forward, loss and metric updates. Nothing in a step calls .item(): metrics accumulate on the device and are
 read once per epoch (a per-step read is a CPU-GPU sync point)."""
+import logging
+
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
@@ -11,6 +13,8 @@ from torchmetrics import MeanMetric, Metric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
 from lab.scheduler import build_scheduler
+
+log = logging.getLogger("lab")
 
 
 def accuracy_metrics(num_classes: int, per_class: bool = False) -> MetricCollection:
@@ -59,8 +63,10 @@ class Classifier(pl.LightningModule):
     def on_fit_start(self) -> None:
         if self.distiller is not None:
             self.distiller.to(self.device)
-            acc = self.distiller.measure(self.trainer.datamodule.val_dataloader())
-            print(f"Teacher validation accuracy: {acc:.4f}")
+            acc = self.distiller.measure(self.trainer.datamodule.val_dataloader(),
+                                         lambda t: self.trainer.strategy.reduce(t, reduce_op="sum"))
+            if self.trainer.is_global_zero:
+                log.info(f"teacher validation accuracy: {acc:.4f}")
 
     def on_train_epoch_start(self) -> None:
         # The lr this epoch starts with: epoch-interval schedulers step before validation ends.

@@ -51,12 +51,13 @@ class EpochRecorder(pl.Callback):
     Rows already in metrics.csv from before a resume are kept; rows of epochs that are replayed are
     replaced, so an interrupted-and-resumed run ends with the same rows as an uninterrupted one."""
 
-    def __init__(self, run_dir: Path, extra_columns=()):
+    def __init__(self, run_dir: Path, extra_columns=(), started_at: float | None = None):
         self.path = Path(run_dir) / "metrics.csv"
         self.columns = METRIC_COLUMNS + list(extra_columns)
         self.diverged_epoch = None
         self.phase_start = None
-        self.time_to_first_step_s = None  # from process start: imports, data loading, model build
+        self.time_to_first_step_s = None  # imports (first job of a process), data loading, model build
+        self.started_at = started_at or process_start_time()
         self.train_images = 0
         self.train_time_s = 0.0
 
@@ -89,7 +90,7 @@ class EpochRecorder(pl.Callback):
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         if self.time_to_first_step_s is None:
-            self.time_to_first_step_s = round(time.time() - process_start_time(), 3)
+            self.time_to_first_step_s = round(time.time() - self.started_at, 3)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         self.train_images += len(batch[1])
@@ -100,7 +101,7 @@ class EpochRecorder(pl.Callback):
             self.phase_start = None
 
     def on_validation_epoch_start(self, trainer, pl_module):
-        if not trainer.sanity_checking and trainer.training:
+        if not trainer.sanity_checking and trainer.state.fn == "fit":
             self.end_train_phase(trainer)
 
     def on_train_epoch_end(self, trainer, pl_module):
@@ -109,11 +110,12 @@ class EpochRecorder(pl.Callback):
         metrics = {k: float(f"{float(v):.7g}") for k, v in trainer.callback_metrics.items() if v.numel() == 1}
         row = {"epoch": trainer.current_epoch, "epoch_time_s": round(self.sync_time(trainer) - self.epoch_start, 4)}
         row.update({k: metrics.get(k, "") for k in self.columns if k not in row})
-        if not trainer.is_global_zero:
-            return
+        # Every rank decides (the values are synced), so DDP ranks stop together instead of hanging.
         if not all(math.isfinite(metrics.get(k, 0.0)) for k in ("train_loss", "val_loss")):
             self.diverged_epoch = trainer.current_epoch
             trainer.should_stop = True
+        if not trainer.is_global_zero:
+            return
         self.append(row)
         log.info("epoch %d  " % row["epoch"] + "  ".join(
             f"{k} {row[k]:.4g}" for k in self.columns[1:] if isinstance(row.get(k), float)))

@@ -45,9 +45,3 @@ def git_commit() -> str | None:
         return None
 
 
-def read_metrics(run_dir: Path) -> list[dict]:
-    path = Path(run_dir) / "metrics.csv"
-    if not path.exists():
-        return []
-    with open(path) as f:
-        return list(csv.DictReader(f))

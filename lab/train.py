@@ -25,9 +25,10 @@ from lab.sweep import claim_gpu
 register_resolvers()
 log = logging.getLogger("lab")
 USER_ERRORS = (ConfigError, DataError, CheckpointError)
+FIRST_JOB_IN_PROCESS = True
 
 
-def build_run(cfg: DictConfig, run_dir: Path):
+def build_run(cfg: DictConfig, run_dir: Path, started_at: float):
     """Everything fit() needs: module, datamodule, trainer and the epoch recorder."""
     import pytorch_lightning as pl
 
@@ -44,8 +45,8 @@ def build_run(cfg: DictConfig, run_dir: Path):
     if cfg.dataset.val_split == 0:
         log.warning("dataset.val_split=0: validating on the test set, as the lab did; the best checkpoint "
                     "is then chosen on test data, so results.json reports the last epoch's test accuracy")
-    distiller = build_distiller(cfg.distill, data)
-    net = build_model(cfg.model, data.num_classes, data.channels)
+    net = build_model(cfg.model, data.num_classes, data.channels)  # before the teacher: same seed, same init
+    distiller = build_distiller(cfg.distill, data, cfg.model.channels_last)
     if cfg.model.channels_last:
         net = net.to(memory_format=torch.channels_last)
     hparams = dict(model=OmegaConf.to_container(cfg.model), num_classes=data.num_classes,
@@ -56,13 +57,13 @@ def build_run(cfg: DictConfig, run_dir: Path):
                         compile_net=cfg.model.compile)
     datamodule = DataModule(data, cfg.dataset.batch_size, cfg.dataset.augment, cfg.seed, cfg.model.channels_last)
     extra_columns = ["train_ce", "train_distill"] if distiller is not None else []
-    recorder = EpochRecorder(run_dir, extra_columns)
+    recorder = EpochRecorder(run_dir, extra_columns, started_at)
     trainer = build_trainer(cfg, run_dir, [recorder])
     return module, datamodule, trainer, recorder
 
 
 def test_scores(trainer, module, datamodule, ckpt_path=None) -> dict:
-    trainer.test(module, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
+    trainer.test(module, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False, weights_only=True)
     metrics = trainer.callback_metrics  # empty with trainer.limit_test_batches=0
     scores = {k: float(metrics[k]) if k in metrics else None for k in ("test_acc", "test_acc_top5", "test_loss")}
     if module.per_class_acc is not None:
@@ -94,11 +95,11 @@ def is_rank_zero() -> bool:
 def refuse_ddp_in_sweeps(cfg: DictConfig) -> None:
     """Lightning #11300 / Hydra #2070: each DDP child re-executes sys.argv, -m included, and so launches
     its own copy of the whole sweep."""
-    ddp = "ddp" in str(cfg.trainer.get("strategy", "")) and (cfg.trainer.devices not in (1, "1")
-                                                              or cfg.trainer.num_nodes > 1)
+    # Several devices means DDP whatever trainer.strategy says (Lightning picks ddp for "auto").
+    ddp = cfg.trainer.devices not in (1, "1", [0]) or cfg.trainer.num_nodes > 1
     if ddp and HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
-        raise ConfigError("trainer=ddp cannot run under -m (each DDP process would relaunch the sweep): run "
-                          "one job per GPU with hydra/launcher=joblib gpu_pool=[0,1,...] or "
+        raise ConfigError(f"trainer.devices={cfg.trainer.devices} (DDP) cannot run under -m (each DDP process "
+                          "would relaunch the sweep): run one job per GPU with hydra/launcher=joblib gpu_pool=[0,1,...] or "
                           "hydra/launcher=slurm, or drop -m for a single DDP run")
 
 
@@ -114,20 +115,29 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
             return done.get("test_acc") if done.get("test_acc") is not None else math.nan
     claim_gpu(cfg.get("gpu_pool"))
     start, started_at = time.perf_counter(), time.time()
-    module, datamodule, trainer, recorder = build_run(cfg, run_dir)
+    if is_rank_zero():  # replaces an old "ok" from an earlier run here: a kill now must not read as finished
+        save_results(cfg, run_dir, dict(status="running", test_acc=None))
+    # The first job of a process counts from process start (imports included); later sweep jobs in the
+    # same process (basic launcher) from their own start.
+    global FIRST_JOB_IN_PROCESS
+    job_start = None if FIRST_JOB_IN_PROCESS else started_at
+    FIRST_JOB_IN_PROCESS = False
+    module, datamodule, trainer, recorder = build_run(cfg, run_dir, job_start)
     last_ckpt = run_dir / "checkpoints" / "last.ckpt"
     resume_from = str(last_ckpt) if resume and last_ckpt.exists() else None
     if resume_from:
         log.info(f"resume: continuing from {last_ckpt}")
-    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
-    results = dict(status="ok", test_acc=None, diverged_epoch=recorder.diverged_epoch)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
+    # Read before testing: trainer.test(ckpt_path=best) restores callback state (EpochRecorder's totals).
+    results = dict(status="ok", test_acc=None, diverged_epoch=recorder.diverged_epoch,
+                   **run_facts(trainer, module, recorder))
     if recorder.diverged_epoch is not None:
         results["status"] = "diverged"
         log.warning(f"loss became NaN/inf in epoch {recorder.diverged_epoch}: stopped, status diverged")
     else:
         results.update(evaluate(cfg, trainer, module, datamodule))
-    results.update(run_facts(trainer, module, recorder), total_time_s=round(time.perf_counter() - start, 3),
-                   started_at=round(started_at, 3), finished_at=round(time.time(), 3))
+    results.update(total_time_s=round(time.perf_counter() - start, 3), started_at=round(started_at, 3),
+                   finished_at=round(time.time(), 3))
     if trainer.is_global_zero:
         save_results(cfg, run_dir, results)
         accuracy = results["test_acc"] if results["test_acc"] is not None else math.nan

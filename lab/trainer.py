@@ -56,12 +56,14 @@ def checkpoint_callbacks(folder: Path) -> list:
             AtomicCheckpoint(filename="last", monitor=None, **common)]
 
 
-def build_trainer(cfg, run_dir: Path, callbacks: list, with_checkpoints: bool = True) -> pl.Trainer:
+def build_trainer(cfg, run_dir: Path, callbacks: list) -> pl.Trainer:
     quiet_lightning()
     trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
     trainer_cfg["precision"] = resolve_precision(trainer_cfg["precision"], trainer_cfg["accelerator"])
     callbacks = list(callbacks)
-    if with_checkpoints and not trainer_cfg.get("fast_dev_run"):
+    if trainer_cfg["deterministic"]:
+        trainer_cfg["benchmark"] = False  # cuDNN autotuning may pick a different algorithm run to run
+    if not trainer_cfg.get("fast_dev_run"):
         callbacks += checkpoint_callbacks(Path(run_dir) / "checkpoints")
     tty = sys.stdout.isatty()
     if tty:

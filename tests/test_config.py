@@ -12,7 +12,8 @@ def options(group):
 
 @pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in options(g)])
 def test_every_group_option_composes_and_passes_the_checks(group, option):
-    cfg = compose([f"{group}={option}"])
+    teacher = ["distill.teacher_ckpt=teacher.ckpt"] if group == "distill" and option != "none" else []
+    cfg = compose([f"{group}={option}", *teacher])
     assert cfg.hydra.runtime.choices[group] == option
     validate(cfg)
 
@@ -36,8 +37,8 @@ def test_multistep_is_the_labs_schedule():
     ("optimizer.lr=abc", "optimizer.lr"), ("dataset.batch_size=0", "dataset.batch_size"),
     ("trainer.max_epochs=0", "trainer.max_epochs"), ("dataset.val_split=1", "dataset.val_split"),
     ("dataset.val_split=-0.1", "dataset.val_split"), ("optimizer.weight_decay=-1", "optimizer.weight_decay"),
-    ("scheduler.milestones=[40,30]", "scheduler.milestones"), ("distill.temperature=0", "distill.temperature"),
-    ("distill.alpha=-1", "distill.alpha"), ("seed=1.5", "seed"), ("model.channels_last=maybe", "model.channels_last"),
+    ("scheduler.milestones=[40,30]", "scheduler.milestones"), ("distill=soft_target distill.temperature=0 distill.teacher_ckpt=t.ckpt", "distill.temperature"),
+    ("distill=soft_target distill.alpha=-1 distill.teacher_ckpt=t.ckpt", "distill.alpha"), ("seed=1.5", "seed"), ("model.channels_last=maybe", "model.channels_last"),
     ("trainer.max_epochs=ten", "trainer.max_epochs"), ("dataset=imagefolder dataset.image_size=0", "dataset.image_size"),
 ])
 def test_out_of_range_values_name_the_key_and_the_range(override, key):

@@ -95,7 +95,7 @@ def test_teacher_to_student_sweep_end_to_end(teacher_ckpt, tmp_path):
                      *TINY, "distill=none,soft_target,logits",
                      f"distill.teacher_ckpt={teacher_ckpt}", f"hydra.sweep.dir={sweep_dir}")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.count("Teacher validation accuracy") == 2  # not for distill=none
+    assert proc.stderr.count("teacher validation accuracy") == 2  # not for distill=none
     for kind in ("none", "soft_target", "logits"):
         res = results(sweep_dir / f"distill={kind}")
         assert res["status"] == "ok"

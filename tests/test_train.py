@@ -30,6 +30,8 @@ def test_results_json_holds_the_contract_keys(digits_run):
     assert res["epochs"] == 8 and res["seed"] == 42 and "dataset=digits" in res["overrides"]
     assert 0 < res["best_val_acc"] <= 1 and res["test_acc_top5"] >= res["test_acc"]
     assert res["images_per_s"] > 0 and 0 < res["train_time_s"] < res["total_time_s"]
+    with open(run_dir / "metrics.csv") as f:  # training time covers every epoch, not just up to the best one
+        assert res["train_time_s"] > 0.5 * sum(float(r["epoch_time_s"]) for r in csv.DictReader(f))
     assert set(res["per_class_acc"]) == {str(d) for d in range(10)}
 
 

@@ -6,12 +6,10 @@ from lab.dataset.loader import DeviceLoader
 
 
 class DataModule(pl.LightningDataModule):
-    def __init__(self, data: ImageData, batch_size: int, augment, seed: int, channels_last: bool,
-                 eval_batch_size: int | None = None):
+    def __init__(self, data: ImageData, batch_size: int, augment, seed: int, channels_last: bool):
         super().__init__()
         self.data, self.batch_size, self.augment = data, batch_size, augment
         self.seed, self.channels_last = seed, channels_last
-        self.eval_batch_size = eval_batch_size
         self.device = None
 
     def to_device(self) -> None:
@@ -20,8 +18,12 @@ class DataModule(pl.LightningDataModule):
         if self.device == device:
             return
         d = self.data
-        for name in ("train_images", "train_labels", "val_images", "val_labels", "test_images", "test_labels"):
-            setattr(d, name, getattr(d, name).to(device))
+        val_is_test = d.val_images is d.test_images  # val_split=0: one copy serves both
+        for name in ("train_images", "train_labels", "test_images", "test_labels", "val_images", "val_labels"):
+            if val_is_test and name.startswith("val_"):
+                setattr(d, name, getattr(d, name.replace("val_", "test_")))
+            else:
+                setattr(d, name, getattr(d, name).to(device))
         self.device = device
 
     def loader(self, images, labels, train: bool) -> DeviceLoader:
@@ -29,11 +31,11 @@ class DataModule(pl.LightningDataModule):
         trainer = self.trainer
         # Evaluation has no backward pass, so on a GPU larger batches are free speed; on a CPU they only
         # raise peak memory.
-        eval_batch = self.eval_batch_size or (max(self.batch_size, 512) if self.device.type == "cuda"
-                                              else self.batch_size)
+        eval_batch = max(self.batch_size, 512) if self.device.type == "cuda" else self.batch_size
         return DeviceLoader(
             images, labels, self.batch_size if train else eval_batch, self.data.mean,
-            self.data.std, shuffle=train, drop_last=train and len(labels) >= self.batch_size,
+            self.data.std, shuffle=train,
+            drop_last=train and len(labels) // trainer.world_size >= self.batch_size,  # per-rank share
             crop_padding=self.augment.crop_padding if train else 0,
             flip=bool(self.augment.flip) if train else False, seed=self.seed,
             epoch_fn=lambda: trainer.current_epoch, rank=trainer.global_rank,
