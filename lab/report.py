@@ -245,8 +245,10 @@ def per_class_table(table):
 
     from lab.run_files import read_results
 
-    columns = {job: (read_results(run_dir) or {}).get("per_class_acc")
-               for job, run_dir in zip(table.job, table.run_dir)}
+    # Named by source too when several dirs are compared: two sweeps may both have optimizer.lr=0.03.
+    names = [f"{source}/{job}" if SOURCE in table else job
+             for source, job in zip(table.get(SOURCE, table.job), table.job)]
+    columns = {name: (read_results(run_dir) or {}).get("per_class_acc") for name, run_dir in zip(names, table.run_dir)}
     columns = {job: acc for job, acc in columns.items() if acc}
     return pd.DataFrame(columns).rename_axis("class") if columns else None
 

@@ -140,20 +140,25 @@ def curves(table, keys: list[str], colours: list, path: Path) -> Path:
     title += f"\n{no_metrics} ok job(s) without metrics.csv" if no_metrics else ""
     if not runs:
         return empty_figure(path, title, "no finished jobs with a metrics.csv")
+    # Distilled runs' train_loss mixes in the distillation term; their cross-entropy part (train_ce) is what
+    # compares with a student trained alone, whose train_loss is its cross-entropy.
+    distilled = any("train_ce" in m and m.train_ce.notna().any() for _, m in runs)
     fig = Figure(figsize=(13, 4.8), layout="constrained")
     ax_loss, ax_acc = fig.subplots(1, 2)
     seen = {}  # group -> jobs drawn so far: the seeds of one setting share a colour, not a line style
     for job, m in runs:
         style = dict(color=colours[job.group], ls=LINESTYLES[seen.get(job.group, 0) % 4], label=label(job, keys))
         seen[job.group] = seen.get(job.group, 0) + 1
-        for ax, column in ((ax_loss, "train_loss"), (ax_acc, "val_acc")):
+        has_ce = "train_ce" in m and m.train_ce.notna().any()
+        for ax, column in ((ax_loss, "train_ce" if has_ce else "train_loss"), (ax_acc, "val_acc")):
             if column in m:
                 ax.plot(m.epoch, m[column], **style)
     handles, labels = ax_acc.get_legend_handles_labels()
     if draw_lr(ax_loss, runs, colours):
         handles.append(Line2D([], [], color="0.4", ls=":"))
         labels.append("learning rate (left panel, right axis)")
-    ax_loss.set(xlabel="epoch", ylabel="train loss", title="Train loss")
+    ax_loss.set(xlabel="epoch", ylabel="train cross-entropy" if distilled else "train loss",
+                title="Train cross-entropy (the distillation term left out)" if distilled else "Train loss")
     ax_acc.set(xlabel="epoch", ylabel="validation accuracy", title="Validation accuracy")
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
