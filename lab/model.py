@@ -70,11 +70,6 @@ class ResNet(nn.Module):
                 channels = width * block_cls.expansion
         self.stages = nn.Sequential(*stages)
         self.head = nn.Linear(channels, num_classes)
-        # Each block starts as the identity (its last BN scale at 0; Goyal et al. 2017): deep nets, ResNet50
-        # above all, then take lr 0.03-0.05 from the first step instead of blowing up (measured on digits).
-        for block in stages:
-            last_bn = block.bn3 if isinstance(block, Bottleneck) else block.bn2
-            nn.init.zeros_(last_bn.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stages(self.stem(x))
