@@ -99,7 +99,8 @@ def main(argv=None) -> int:
         report["study"] = study_projection(report["train"])
         print_table("Projected 50k-image epoch and the lab's whole study (tasks 1-5, 50 epochs each)",
                     report["study"]["rows"])
-        print(f"whole study: {report['study']['total_h']:.2f} h")
+        partial = "" if report["study"]["complete"] else " (only the measured models; run without --quick)"
+        print(f"whole study: {report['study']['total_h']:.2f} h{partial}")
     if "memory" in sections:
         report["memory"] = memory_section(device, quick=args.quick)
         print_table("Memory and start-up", [report["memory"]])
