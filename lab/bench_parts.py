@@ -10,13 +10,14 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from omegaconf import OmegaConf
 
 from lab.dataset.loader import DeviceLoader
 from lab.model import build_model
 
-MODELS = {"resnet10": ("basic", [1, 1, 1, 1]), "resnet18": ("basic", [2, 2, 2, 2]),
-          "resnet34": ("basic", [3, 4, 6, 3]), "resnet50": ("bottleneck", [3, 4, 6, 3])}
-MEAN, STD = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
+CONF = Path(__file__).resolve().parents[1] / "conf"
+CIFAR100 = OmegaConf.load(CONF / "dataset" / "cifar100.yaml")
+MEAN, STD = tuple(CIFAR100.mean), tuple(CIFAR100.std)
 
 
 def cpu_model() -> str:
@@ -100,8 +101,8 @@ def model_batch(model: str, batch: int, device) -> int:
 
 
 def build_net(model: str, device, channels_last: bool):
-    block, layers = MODELS[model]
-    net = build_model({"block": block, "layers": layers}, 100, 3).to(device)
+    """The net of conf/model/<model>.yaml with CIFAR-100's 100 classes."""
+    net = build_model(OmegaConf.load(CONF / "model" / f"{model}.yaml"), 100, 3).to(device)
     return net.to(memory_format=torch.channels_last) if channels_last else net
 
 
