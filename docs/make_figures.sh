@@ -25,4 +25,4 @@ cp "$OUT/models/compare.png" docs/models_compare.png
 cp "$OUT/distill/compare.png" docs/distill_compare.png
 cp "$OUT/distill/curves.png" docs/distill_curves.png
 for d in lr_sweep multistep optimizers models distill; do echo "## $d"; cat "$OUT/$d/summary.md"; done > docs/summaries.md
-echo "teacher: $(grep -E '"test_acc"' "$OUT/teacher/results.json")" >> docs/summaries.md
+echo "teacher (ResNet10, 10 epochs): $(grep -E '"test_acc"' "$OUT/teacher/results.json")" >> docs/summaries.md

@@ -4,7 +4,7 @@ import torch
 from lab.model import build_model, count_params
 from tests.conftest import compose
 
-# Published CIFAR-100 parameter counts of the CIFAR-form ResNets (see NOTES.md).
+# CIFAR-100 parameter counts of the CIFAR-form ResNets (the team's field notes, ../shared/NOTES.md).
 EXPECTED_PARAMS = {"resnet10": 4_949_412, "resnet18": 11_220_132, "resnet34": 21_328_292,
                    "resnet50": 23_705_252}
 

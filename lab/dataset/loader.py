@@ -1,6 +1,6 @@
 """The data path: uint8 tensors on the training device, batches sliced from a permutation, augmentation as
-batched tensor ops. No per-sample __getitem__ and no collate: a PIL pipeline spends ~55 us per 32x32 image
-on one core, which starves a GPU; indexing a resident tensor costs almost nothing."""
+batched tensor ops. No per-sample __getitem__ and no collate: a PIL pipeline costs ~300 us of core time per
+32x32 image (BENCHMARKS.md), which starves a GPU; indexing a resident tensor costs almost nothing."""
 import torch
 import torch.nn.functional as F
 
