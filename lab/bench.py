@@ -90,8 +90,10 @@ def main(argv=None) -> int:
     sections = args.sections.split(",")
     report = dict(machine=machine(), device=str(device), batch_size=batch, quick=args.quick)
     start = time.perf_counter()
+    save = lambda: write_atomic(Path(args.out), json.dumps(report, indent=2) + "\n")  # after each section
     if "data" in sections:
         report["data"] = data_section(device, batch, quick=args.quick)
+        save()
         print_table("Data pipeline (normalised, augmented batches on the device)", [report["data"]])
     if "train" in sections:
         report["train"] = training_section(device, models, batch, quick=args.quick, compile_too=args.compile)
@@ -101,16 +103,18 @@ def main(argv=None) -> int:
                     report["study"]["rows"])
         partial = "" if report["study"]["complete"] else " (only the measured models; run without --quick)"
         print(f"whole study: {report['study']['total_h']:.2f} h{partial}")
+        save()
     if "memory" in sections:
         report["memory"] = memory_section(device, quick=args.quick)
         print_table("Memory and start-up", [report["memory"]])
+        save()
     if "jobs" in sections:
         report["jobs"] = jobs_section(device, batch, quick=args.quick)
         print_table("Concurrent resnet10 jobs on one device", report["jobs"])
     report["targets"] = check_targets(report, device)
     print_table("Targets", report["targets"])
     report["bench_time_s"] = round(time.perf_counter() - start, 1)
-    write_atomic(Path(args.out), json.dumps(report, indent=2) + "\n")
+    save()
     print(f"\nwrote {args.out} ({report['bench_time_s']} s)")
     return 0
 
