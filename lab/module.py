@@ -18,10 +18,13 @@ log = logging.getLogger("lab")
 
 
 def accuracy_metrics(num_classes: int, per_class: bool = False) -> MetricCollection:
-    metrics = {"acc": MulticlassAccuracy(num_classes, average="micro"),
-               "acc_top5": MulticlassAccuracy(num_classes, top_k=min(5, num_classes), average="micro")}
+    # validate_args=False: the argument checks look at tensor values, a CPU-GPU sync on every step
+    # (labels come from our own loader, so there is nothing to check).
+    kwargs = dict(num_classes=num_classes, validate_args=False)
+    metrics = {"acc": MulticlassAccuracy(average="micro", **kwargs),
+               "acc_top5": MulticlassAccuracy(top_k=min(5, num_classes), average="micro", **kwargs)}
     if per_class:
-        metrics["per_class_acc"] = MulticlassAccuracy(num_classes, average=None)
+        metrics["per_class_acc"] = MulticlassAccuracy(average=None, **kwargs)
     # compute_groups=False: with shared state groups (torchmetrics 1.9) per_class_acc kept its first value
     # after reset(), so the best checkpoint's test pass reported the last weights' per-class numbers.
     return MetricCollection(metrics, compute_groups=False)
