@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from lab.checkpoint import CheckpointError
 from lab.config import ConfigError, register_resolvers
 from lab.dataset.errors import DataError
-from lab.run_files import write_json
+from lab.run_files import atomic_path, write_json
 
 register_resolvers()
 log = logging.getLogger("lab")
@@ -123,7 +123,8 @@ def plot_confusion(confusion, class_names: list, path: Path, title: str) -> None
                 ax.text(col, row, count, ha="center", va="center", fontsize=font,
                         color="white" if rates[row, col] > 0.5 else "black")
     fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.02, label="fraction of the true class")
-    fig.savefig(path, dpi=100, bbox_inches="tight")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
     plt.close(fig)
 
 

@@ -4,8 +4,6 @@ Only ok jobs are drawn and each title counts the jobs left out. One group (a job
 keeps one colour in every figure. Figures are matplotlib.figure.Figure objects, not pyplot ones: no global
 backend switch and no figure left open when the report runs at the end of a sweep. Constrained layout keeps
 two-line titles, the lr axis and the outside legend from overlapping."""
-import os
-import tempfile
 from pathlib import Path
 
 from lab.report import SEED, cell, status_counts
@@ -16,15 +14,10 @@ MARKERS = ["o", "s", "^", "D", "v", "P"]
 
 def save_png(fig, path: Path) -> Path:
     """Rendered to a temp file in the same dir and renamed, so a reader never sees half a PNG."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    from lab.run_files import atomic_path
+
+    with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; reports are meant to be shared
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 

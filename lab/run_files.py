@@ -2,27 +2,38 @@
 
 Every file is written to a temp file in the same dir and renamed over the target, so a killed run leaves
 either the old file or the new one, never half of one (a sweep's resume trusts results.json)."""
-import csv
 import json
 import os
 import subprocess
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 METRIC_COLUMNS = ["epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "epoch_time_s"]
 FINISHED = ("ok", "diverged")  # statuses that resume=true skips
 
 
-def write_atomic(path: Path, text: str) -> None:
+@contextmanager
+def atomic_path(path: Path):
+    """Yields a temp path in path's dir; on success it becomes `path` in one rename, on error it is removed.
+    Every lab output (JSON, CSV, PNG, caches) goes through here."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be shared
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
         f.write(text)
         f.flush()
         os.fsync(f.fileno())
-    os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be shared
-    os.replace(tmp, path)
 
 
 def write_json(path: Path, data: dict) -> None:

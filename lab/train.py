@@ -62,7 +62,7 @@ def build_run(cfg: DictConfig, run_dir: Path, started_at: float):
     return module, datamodule, trainer, recorder
 
 
-def test_scores(trainer, module, datamodule, ckpt_path=None) -> dict:
+def score_test_set(trainer, module, datamodule, ckpt_path=None) -> dict:
     trainer.test(module, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False, weights_only=True)
     metrics = trainer.callback_metrics  # empty with trainer.limit_test_batches=0
     scores = {k: float(metrics[k]) if k in metrics else None for k in ("test_acc", "test_acc_top5", "test_loss")}
@@ -74,13 +74,13 @@ def test_scores(trainer, module, datamodule, ckpt_path=None) -> dict:
 
 def evaluate(cfg, trainer, module, datamodule) -> dict:
     """Test the last weights and, when validation is a held-out split, the best-validation checkpoint."""
-    last = test_scores(trainer, module, datamodule)
+    last = score_test_set(trainer, module, datamodule)
     checkpoint = trainer.checkpoint_callback
     best_path = checkpoint.best_model_path if checkpoint else ""
     scores = dict(last, test_acc_last=last["test_acc"], test_acc_best=None,
                   best_val_acc=float(checkpoint.best_model_score) if best_path else None)
     if best_path:
-        best = test_scores(trainer, module, datamodule, ckpt_path=best_path)
+        best = score_test_set(trainer, module, datamodule, ckpt_path=best_path)
         scores["test_acc_best"] = best["test_acc"]
         if cfg.dataset.val_split > 0:
             scores.update(best)

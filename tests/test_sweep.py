@@ -1,6 +1,5 @@
 """Sweeps: readable job dirs, bad jobs that do not sink the sweep, resume, the report, parallel jobs."""
 import csv
-import shutil
 
 import pytest
 

@@ -8,10 +8,8 @@ and the cache; lab.predict reuses decode_image, so a single image gets the same 
 import hashlib
 import json
 import logging
-import os
 import re
 import statistics
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -23,6 +21,7 @@ from PIL import Image, ImageOps
 from lab.config import ConfigError
 from lab.dataset import channel_stats
 from lab.dataset.errors import DataError
+from lab.run_files import atomic_path
 
 log = logging.getLogger("lab")
 CACHE_VERSION = 1  # part of every cache key: bump it when decoding changes, so old caches are not reused
@@ -159,17 +158,10 @@ def read_cache(path: Path) -> dict | None:
 
 
 def write_cache(path: Path, parts: dict) -> None:
-    """temp file + os.replace: a killed run or a parallel sweep job never sees half a cache file."""
+    """Atomic: a killed run or a parallel sweep job never sees half a cache file."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
-        try:
+        with atomic_path(path) as tmp:
             torch.save(parts, tmp)
-            os.chmod(tmp, 0o644)  # mkstemp makes it 0600; a shared LAB_DATA is read by other users
-            os.replace(tmp, path)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
     except OSError as err:  # e.g. a read-only data dir: still usable, only slower next time
         log.warning(f"could not write the decoded-image cache {path} ({err}); the next run decodes again")
 
