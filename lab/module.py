@@ -17,12 +17,13 @@ from lab.scheduler import build_scheduler
 log = logging.getLogger("lab")
 
 
-def accuracy_metrics(num_classes: int, per_class: bool = False) -> MetricCollection:
+def accuracy_metrics(num_classes: int, top5: bool = True, per_class: bool = False) -> MetricCollection:
     # validate_args=False: the argument checks look at tensor values, a CPU-GPU sync on every step
     # (labels come from our own loader, so there is nothing to check).
     kwargs = dict(num_classes=num_classes, validate_args=False)
-    metrics = {"acc": MulticlassAccuracy(average="micro", **kwargs),
-               "acc_top5": MulticlassAccuracy(top_k=min(5, num_classes), average="micro", **kwargs)}
+    metrics = {"acc": MulticlassAccuracy(average="micro", **kwargs)}
+    if top5:
+        metrics["acc_top5"] = MulticlassAccuracy(top_k=min(5, num_classes), average="micro", **kwargs)
     if per_class:
         metrics["per_class_acc"] = MulticlassAccuracy(average=None, **kwargs)
     # compute_groups=False: with shared state groups (torchmetrics 1.9) per_class_acc kept its first value
@@ -47,7 +48,8 @@ class Classifier(pl.LightningModule):
         object.__setattr__(self, "forward_net", torch.compile(net) if compile_net else net)
         num_classes = hparams["num_classes"]
         # ModuleDict keys cannot be "train" (nn.Module.train), hence the _set suffix.
-        self.metrics = nn.ModuleDict({"train_set": accuracy_metrics(num_classes),
+        # No top-5 on the training set: nothing reads it, and a top-k per step is hot-path work on a GPU.
+        self.metrics = nn.ModuleDict({"train_set": accuracy_metrics(num_classes, top5=False),
                                       "val_set": accuracy_metrics(num_classes),
                                       "test_set": accuracy_metrics(num_classes, per_class=num_classes <= 100)})
         loss_names = ["train_loss", "val_loss", "test_loss"]
