@@ -1,15 +1,16 @@
 """The LightningModule: a net, a loss (cross-entropy, plus distillation when a teacher is given), metrics.
 
 Batches arrive normalised and augmented on the device (lab/dataset/loader.py), so the steps are only
-forward, loss and metric updates. Nothing in a step calls .item(): metrics accumulate on the device and are
-read once per epoch (a per-step read is a CPU-GPU sync point)."""
+forward, loss and metric updates. Nothing in a step waits for the device: no .item(), no Python number turned
+into a device tensor (a blocking host-to-device copy); metrics accumulate on the device and are read once per
+epoch. tests/test_sync.py holds the training and validation loops to that."""
 import logging
 
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchmetrics import MeanMetric, Metric, MetricCollection
+from torchmetrics import Metric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
 from lab.scheduler import build_scheduler
@@ -29,6 +30,30 @@ def accuracy_metrics(num_classes: int, top5: bool = True, per_class: bool = Fals
     # compute_groups=False: with shared state groups (torchmetrics 1.9) per_class_acc kept its first value
     # after reset(), so the best checkpoint's test pass reported the last weights' per-class numbers.
     return MetricCollection(metrics, compute_groups=False)
+
+
+class MeanLoss(Metric):
+    """Per-image mean of a loss over an epoch, NaN and inf kept (a diverged run must read as diverged).
+
+    Not torchmetrics' MeanMetric: its default strategy drops NaN with a warning, and with
+    nan_strategy="disable" (1.9) it replaces the weights by ones, so a short last batch counted as a full one.
+    The batch size is added as a Python number: a kernel argument, where turning it into a device tensor
+    would be a host-to-device copy that waits for every queued kernel."""
+
+    full_state_update = False
+
+    def __init__(self):
+        super().__init__()
+        # MeanMetric's state names, so checkpoints written before this class still load.
+        self.add_state("mean_value", torch.tensor(0.0), dist_reduce_fx="sum")  # sum of per-image losses
+        self.add_state("weight", torch.tensor(0.0), dist_reduce_fx="sum")  # images seen
+
+    def update(self, loss: torch.Tensor, images: int) -> None:
+        self.mean_value += loss.detach().float() * images
+        self.weight += images
+
+    def compute(self) -> torch.Tensor:
+        return self.mean_value / self.weight
 
 
 class Classifier(pl.LightningModule):
@@ -55,8 +80,7 @@ class Classifier(pl.LightningModule):
         loss_names = ["train_loss", "val_loss", "test_loss"]
         if distiller is not None:
             loss_names += ["train_ce", "train_distill"]
-        # nan_strategy="disable": the default drops NaN losses with a warning, which would hide divergence.
-        self.losses = nn.ModuleDict({name: MeanMetric(nan_strategy="disable") for name in loss_names})
+        self.losses = nn.ModuleDict({name: MeanLoss() for name in loss_names})
         # Metric states go into checkpoints: a run stopped mid-epoch resumes with this epoch's partial sums.
         for metric in self.modules():
             if isinstance(metric, Metric):
@@ -91,16 +115,16 @@ class Classifier(pl.LightningModule):
         if self.distiller is not None:
             distill = self.distiller.loss(images, logits)  # one teacher forward, under no_grad
             loss = self.distiller.alpha * ce + self.distiller.beta * distill
-            self.losses["train_ce"].update(ce.detach())
-            self.losses["train_distill"].update(distill.detach())
-        self.losses["train_loss"].update(loss.detach(), weight=len(labels))
+            self.losses["train_ce"].update(ce, len(labels))
+            self.losses["train_distill"].update(distill, len(labels))
+        self.losses["train_loss"].update(loss, len(labels))
         self.metrics["train_set"].update(logits.detach(), labels)
         return loss
 
     def evaluate(self, batch, stage: str) -> None:
         images, labels = batch
         logits = self(images)
-        self.losses[f"{stage}_loss"].update(F.cross_entropy(logits, labels), weight=len(labels))
+        self.losses[f"{stage}_loss"].update(F.cross_entropy(logits, labels), len(labels))
         self.metrics[f"{stage}_set"].update(logits, labels)
 
     def validation_step(self, batch, batch_idx):

@@ -23,10 +23,10 @@ def random_crop(images: torch.Tensor, padding: int, generator: torch.Generator) 
 
 
 def random_flip(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Mirror a random half of the batch, in place (images is a fresh batch, never the dataset)."""
+    """Mirror a random half of the batch. One torch.where over a per-image mask: indexing with the boolean
+    mask (images[flip]) needs its count of True values on the host, a CPU-GPU sync on every batch."""
     flip = torch.rand(images.shape[0], device=images.device, generator=generator) < 0.5
-    images[flip] = images[flip].flip(3)
-    return images
+    return torch.where(flip.view(-1, 1, 1, 1), images.flip(3), images)
 
 
 class DeviceLoader:
