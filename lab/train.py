@@ -28,6 +28,18 @@ USER_ERRORS = (ConfigError, DataError, CheckpointError)
 FIRST_JOB_IN_PROCESS = True
 
 
+def use_channels_last(cfg: DictConfig) -> bool:
+    """model.channels_last, except where it hangs: on the CPU, oneDNN (torch 2.14) segfaults or spins forever
+    in the backward pass of channels_last convolutions this narrow (seen with base_width 2, 3, 4 and 6)."""
+    from lab.trainer import uses_cuda
+
+    if cfg.model.channels_last and cfg.model.base_width < 8 and not uses_cuda(cfg.trainer.accelerator):
+        log.warning(f"model.channels_last ignored: model.base_width={cfg.model.base_width} is under 8, where "
+                    "channels_last convolutions crash on the CPU (oneDNN); training in the default layout")
+        return False
+    return cfg.model.channels_last
+
+
 def build_run(cfg: DictConfig, run_dir: Path, started_at: float):
     """Everything fit() needs: module, datamodule, trainer and the epoch recorder."""
     import pytorch_lightning as pl
@@ -46,8 +58,9 @@ def build_run(cfg: DictConfig, run_dir: Path, started_at: float):
         log.warning("dataset.val_split=0: validating on the test set, as the lab did; the best checkpoint "
                     "is then chosen on test data, so results.json reports the last epoch's test accuracy")
     net = build_model(cfg.model, data.num_classes, data.channels)  # before the teacher: same seed, same init
-    distiller = build_distiller(cfg.distill, data, cfg.model.channels_last)
-    if cfg.model.channels_last:
+    channels_last = use_channels_last(cfg)
+    distiller = build_distiller(cfg.distill, data, channels_last)
+    if channels_last:
         net = net.to(memory_format=torch.channels_last)
     hparams = dict(model=OmegaConf.to_container(cfg.model), num_classes=data.num_classes,
                    in_channels=data.channels, image_size=data.image_size, class_names=list(data.class_names),
@@ -55,7 +68,7 @@ def build_run(cfg: DictConfig, run_dir: Path, started_at: float):
                    config=OmegaConf.to_container(cfg, resolve=True))
     module = Classifier(net, hparams, hydra.utils.instantiate(cfg.optimizer), cfg.scheduler, distiller,
                         compile_net=cfg.model.compile)
-    datamodule = DataModule(data, cfg.dataset.batch_size, cfg.dataset.augment, cfg.seed, cfg.model.channels_last)
+    datamodule = DataModule(data, cfg.dataset.batch_size, cfg.dataset.augment, cfg.seed, channels_last)
     extra_columns = ["train_ce", "train_distill"] if distiller is not None else []
     recorder = EpochRecorder(run_dir, extra_columns, started_at)
     trainer = build_trainer(cfg, run_dir, [recorder])

@@ -109,3 +109,15 @@ def test_missing_cifar_without_network_names_the_file_and_the_offline_choice(tmp
     message = str(err.value)
     assert str(tmp_path / "cifar-100-python" / "train") in message and "dataset=digits" in message
     assert "\n" not in message
+
+
+def test_narrow_net_on_the_cpu_trains_without_channels_last(tmp_path):
+    # oneDNN hangs or segfaults in the backward pass of channels_last convolutions with base_width 2-6 on the
+    # CPU; lab falls back to the default layout instead (a hang here ends in the subprocess timeout).
+    run_dir = tmp_path / "run"
+    proc = run_train("dataset=fake", "dataset.train_size=128", "dataset.test_size=32", "dataset.batch_size=32",
+                     "model.base_width=4", "trainer.accelerator=cpu", "trainer.max_epochs=1",
+                     f"hydra.run.dir={run_dir}", timeout=240)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "model.channels_last ignored" in proc.stderr
+    assert results(run_dir)["status"] == "ok"
