@@ -14,8 +14,8 @@ from pathlib import Path
 
 import torch
 
-from lab.bench_parts import (cpu_model, data_section, jobs_section, memory_section, study_projection,
-                             training_section)
+from lab.bench_parts import (cpu_model, data_section, host_section, jobs_section, memory_section,
+                             study_projection, training_section)
 from lab.run_files import git_commit, write_atomic
 
 
@@ -25,8 +25,9 @@ def parse_args(argv=None):
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--batch-size", type=int, default=None, help="default: 512 on CUDA, 128 on CPU")
     p.add_argument("--models", default=None, help="comma list; default resnet10,resnet18,resnet50")
-    p.add_argument("--sections", default="data,train,memory",
-                   help="comma list of data, train, memory, jobs (jobs: 1/2/4 concurrent resnet10 runs)")
+    p.add_argument("--sections", default="data,train,host,memory",
+                   help="comma list of data, train, host, memory, jobs (host: the loop's own time per step; "
+                        "jobs: 1/2/4 concurrent resnet10 runs)")
     p.add_argument("--compile", action="store_true", help="also measure torch.compile (model.compile=true)")
     p.add_argument("--out", default="bench.json")
     return p.parse_args(argv)
@@ -103,6 +104,10 @@ def main(argv=None) -> int:
                     report["study"]["rows"])
         partial = "" if report["study"]["complete"] else " (only the measured models; run without --quick)"
         print(f"whole study: {report['study']['total_h']:.2f} h{partial}")
+        save()
+    if "host" in sections:
+        report["host"] = host_section(device, quick=args.quick)
+        print_table("Host time per training step (a one-layer net: the loop's own work)", [report["host"]])
         save()
     if "memory" in sections:
         report["memory"] = memory_section(device, quick=args.quick)

@@ -101,7 +101,10 @@ def model_batch(model: str, batch: int, device) -> int:
 
 
 def build_net(model: str, device, channels_last: bool):
-    """The net of conf/model/<model>.yaml with CIFAR-100's 100 classes."""
+    """The net of conf/model/<model>.yaml with CIFAR-100's 100 classes; "linear" is one Linear layer, a net
+    with next to no compute, so a step's time is the host's own work (loop, data slicing, metric updates)."""
+    if model == "linear":
+        return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 100)).to(device)
     net = build_model(OmegaConf.load(CONF / "model" / f"{model}.yaml"), 100, 3).to(device)
     return net.to(memory_format=torch.channels_last) if channels_last else net
 
@@ -164,6 +167,18 @@ def lightning_throughput(model, device, batch, steps, warmup, precision: str, co
     peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None
     return dict(images_per_s=steps * batch / (timer.t1 - timer.t0), peak_gpu_gib=peak,
                 warmup_s=timer.t0 - timer.t_start)
+
+
+def host_section(device, quick: bool) -> dict:
+    """Host time per training step, lab in a Trainer vs a bare loop, on the "linear" net. On a GPU this work
+    overlaps the queued kernels as long as nothing in the step waits for the device (tests/test_sync.py), so
+    it costs throughput only if it exceeds the GPU's own time per step (~15 ms for resnet18 at batch 512)."""
+    batch, steps, warmup = 32, (200 if quick else 1000), 20
+    raw = raw_throughput("linear", device, batch, steps, warmup, False, False)["images_per_s"]
+    lab = lightning_throughput("linear", device, batch, steps, warmup, "32-true")["images_per_s"]
+    raw_ms, lab_ms = 1000 * batch / raw, 1000 * batch / lab
+    return dict(batch=batch, raw_ms_per_step=round(raw_ms, 3), lab_ms_per_step=round(lab_ms, 3),
+                lab_extra_ms_per_step=round(lab_ms - raw_ms, 3))
 
 
 def short_if_slow(bf16: bool, device, steps: int, warmup: int) -> tuple[int, int]:
