@@ -50,9 +50,10 @@ class Distiller(nn.Module):
     @torch.no_grad()
     def measure(self, loader, reduce=lambda t: t) -> float:
         """Teacher accuracy on `loader`; `reduce` sums the counts over DDP ranks (each sees a shard)."""
-        counts = torch.zeros(2, device=loader.images.device)
+        counts = torch.zeros(2, device=loader.images.device)  # correct, seen
         for images, labels in loader:
-            counts += torch.stack([(self.teacher(images).argmax(1) == labels).sum(), torch.tensor(len(labels))])
+            counts[0] += (self.teacher(images).argmax(1) == labels).sum()
+            counts[1] += len(labels)  # a Python number: torch.tensor(n) would live on the CPU
         correct, total = reduce(counts).tolist()
         self.val_acc = round(correct / max(total, 1), 4)
         return self.val_acc

@@ -103,3 +103,19 @@ def test_teacher_to_student_sweep_end_to_end(teacher_ckpt, tmp_path):
     header = (sweep_dir / "distill=soft_target" / "metrics.csv").read_text().splitlines()[0]
     assert header.endswith("train_ce,train_distill")
     assert (sweep_dir / "summary.csv").exists()
+
+
+def test_teacher_accuracy_counts_stay_on_the_loaders_device():
+    # The meta device stands in for a GPU: a count made on the CPU and mixed into the device's counts fails.
+    class Loader:
+        images = torch.empty(0, device="meta")
+
+        def __iter__(self):
+            for n in (3, 2):
+                yield torch.empty(n, 4, device="meta"), torch.zeros(n, dtype=torch.long, device="meta")
+
+    seen = []
+    teacher = torch.nn.Linear(4, 3).to("meta")
+    acc = Distiller(teacher, "logits", 0.5, 0.5, 4.0).measure(Loader(), lambda t: seen.append(t.device.type)
+                                                              or torch.tensor([4.0, 5.0]))
+    assert seen == ["meta"] and acc == 0.8
