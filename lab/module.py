@@ -44,7 +44,8 @@ class MeanLoss(Metric):
 
     def __init__(self):
         super().__init__()
-        # MeanMetric's state names, so checkpoints written before this class still load.
+        # MeanMetric's state names, so checkpoints written before this class still load. (Its `weight`
+        # counted batches: an old mid-epoch SIGTERM checkpoint mis-weights the rest of that one epoch's loss.)
         self.add_state("mean_value", torch.tensor(0.0), dist_reduce_fx="sum")  # sum of per-image losses
         self.add_state("weight", torch.tensor(0.0), dist_reduce_fx="sum")  # images seen
 

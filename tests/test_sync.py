@@ -1,15 +1,19 @@
 """The training and validation loops never wait for the device.
 
 On a GPU the host queues kernels ahead of the device; anything that needs a device value on the host (.item(),
-a boolean-mask index, a Python number copied into a device tensor) stalls that queue until the device is idle,
-and Lightning's per-step Python work then adds to every step instead of hiding behind the GPU. These ops are
-visible on the CPU too, at the dispatcher, so the test runs here: the real loops on tiny data, every op recorded."""
+a boolean-mask index, .tolist(), a Python number copied into a device tensor) stalls that queue until the
+device is idle, and Lightning's per-step Python work then adds to every step instead of hiding behind the GPU.
+Most of these are visible on the CPU too, at the dispatcher or as Python calls, so the test runs here: the
+real loops on tiny data, every op and tensor call recorded. On a GPU, CUDA's own sync check runs as well.
+(Precision 16-mixed does sync: its GradScaler reads a found-inf flag every step. lab uses bf16 where it can.)"""
 import time
 import traceback
 
+import pytest
 import pytorch_lightning as pl
 import torch
 from omegaconf import open_dict
+from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from conftest import compose
@@ -20,6 +24,8 @@ HOST_SYNC_OPS = {"aten._local_scalar_dense.default", "aten.nonzero.default", "at
                  "aten.bincount.default", "aten._unique2.default", "aten.unique_dim.default",
                  "aten.repeat_interleave.Tensor", "aten.lift_fresh.default", "aten.lift_fresh_copy.default"}
 BOOL_INDEX_OPS = {"aten.index.Tensor", "aten.index_put_.default", "aten.index_put.default"}
+# Calls that copy device data to the host; on the CPU they never reach the dispatcher.
+HOST_COPY_CALLS = {torch.Tensor.tolist, torch.Tensor.cpu, torch.Tensor.numpy, torch.Tensor.item, torch.equal}
 
 
 def lab_frame() -> str:
@@ -28,16 +34,16 @@ def lab_frame() -> str:
 
 
 def cpu_only_check() -> bool:
-    """one_hot(labels, num_classes) reads labels.min()/max() on the CPU only; on CUDA it leaves the range check
-    to a device assert (aten/src/ATen/native/Onehot.cpp). torchmetrics' top-5 accuracy calls it."""
+    """torchmetrics' top-5 accuracy calls one_hot(labels, num_classes), which reads labels.min()/max() on the
+    CPU only; on CUDA it leaves the range check to a device assert (aten/src/ATen/native/Onehot.cpp)."""
     caller = [f for f in traceback.extract_stack() if "/torch/" not in f.filename and f.filename != __file__][-1]
-    return "one_hot(" in (caller.line or "")
+    return "/torchmetrics/" in caller.filename and "one_hot(" in (caller.line or "")
 
 
-class SyncRecorder(TorchDispatchMode):
-    def __init__(self):
+class SyncOps(TorchDispatchMode):
+    def __init__(self, found: list):
         super().__init__()
-        self.ops, self.syncs = 0, []
+        self.ops, self.found = 0, found
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         self.ops += 1
@@ -46,8 +52,41 @@ class SyncRecorder(TorchDispatchMode):
             isinstance(i, torch.Tensor) and i.dtype in (torch.bool, torch.uint8) for i in args[1] or ())
         excused = name == "aten._local_scalar_dense.default" and cpu_only_check()
         if (name in HOST_SYNC_OPS or bool_index) and not excused:
-            self.syncs.append(f"{name} at {lab_frame()}")
+            self.found.append(f"{name} at {lab_frame()}")
         return func(*args, **(kwargs or {}))
+
+
+class HostCopies(TorchFunctionMode):
+    def __init__(self, found: list):
+        super().__init__()
+        self.found = found
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func in HOST_COPY_CALLS:
+            self.found.append(f"{func.__name__} at {lab_frame()}")
+        return func(*args, **(kwargs or {}))
+
+
+class Window:
+    """Both recorders, plus CUDA's sync check on a GPU, between enter() and exit()."""
+
+    def __init__(self):
+        self.found = []
+        self.ops, self.copies = SyncOps(self.found), HostCopies(self.found)
+        self.active = False
+
+    def enter(self):
+        self.ops.__enter__(), self.copies.__enter__()
+        if torch.cuda.is_available():
+            torch.cuda.set_sync_debug_mode("error")  # raises on any sync the CPU recorders cannot see
+        self.active = True
+
+    def exit(self):
+        if self.active:
+            if torch.cuda.is_available():
+                torch.cuda.set_sync_debug_mode("default")
+            self.copies.__exit__(None, None, None), self.ops.__exit__(None, None, None)
+            self.active = False
 
 
 class RecordSecondEpoch(pl.Callback):
@@ -55,27 +94,31 @@ class RecordSecondEpoch(pl.Callback):
     batches, before the epoch-end reads that are meant to sync once per epoch."""
 
     def __init__(self):
-        self.train, self.val = SyncRecorder(), SyncRecorder()
+        self.train, self.val = Window(), Window()
 
     def on_train_batch_start(self, trainer, module, batch, batch_idx):
         if trainer.current_epoch == 1 and batch_idx == 0:
-            self.train.__enter__()
+            self.train.enter()
 
     def on_validation_epoch_start(self, trainer, module):
         if trainer.current_epoch == 1 and not trainer.sanity_checking:
-            self.train.__exit__(None, None, None)
-            self.val.__enter__()
+            self.train.exit()
+            self.val.enter()
 
     def on_validation_epoch_end(self, trainer, module):  # callbacks run before the module's epoch-end hook
-        if trainer.current_epoch == 1 and not trainer.sanity_checking:
-            self.val.__exit__(None, None, None)
+        self.val.exit()
+
+    def on_exception(self, trainer, module, exception):  # never leave a mode on for the tests that follow
+        self.train.exit(), self.val.exit()
 
 
-def test_training_and_validation_loops_never_wait_for_the_device(tmp_path):
+@pytest.mark.parametrize("accelerator", ["cpu", pytest.param("gpu", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="no CUDA device"))])
+def test_training_and_validation_loops_never_wait_for_the_device(tmp_path, accelerator):
     from lab.train import build_run
 
     cfg = compose(["dataset=fake", "dataset.train_size=320", "dataset.test_size=64", "dataset.batch_size=32",
-                   "model.base_width=8", "trainer.accelerator=cpu", "trainer.max_epochs=2", "~logger"])
+                   "model.base_width=8", f"trainer.accelerator={accelerator}", "trainer.max_epochs=2", "~logger"])
     with open_dict(cfg):
         del cfg["hydra"]  # lab.train's main gets the config without Hydra's own node
     module, datamodule, trainer, _ = build_run(cfg, tmp_path, time.time())
@@ -83,9 +126,9 @@ def test_training_and_validation_loops_never_wait_for_the_device(tmp_path):
     trainer.callbacks.append(recorder)
     trainer.fit(module, datamodule=datamodule)
     assert cfg.dataset.augment.flip and cfg.dataset.augment.crop_padding  # the augmented path is the one seen
-    assert recorder.train.ops > 1000 and recorder.val.ops > 100  # the windows really covered the loops
-    assert recorder.train.syncs == [], "training loop waits for the device"
-    assert recorder.val.syncs == [], "validation loop waits for the device"
+    assert recorder.train.ops.ops > 1000 and recorder.val.ops.ops > 100  # the windows really covered the loops
+    assert recorder.train.found == [], "training loop waits for the device"
+    assert recorder.val.found == [], "validation loop waits for the device"
 
 
 def test_mean_loss_weights_by_images_and_keeps_nan():
