@@ -130,7 +130,8 @@ def raw_throughput(model, device, batch, steps, warmup, bf16, channels_last) -> 
     return dict(images_per_s=steps * batch / (sync(device) - t0), warmup_s=warmup_s)
 
 
-def lightning_throughput(model, device, batch, steps, warmup, precision: str, compile_net=False) -> dict:
+def lightning_throughput(model, device, batch, steps, warmup, precision: str, compile_net=False,
+                         channels_last=True) -> dict:
     """lab's Classifier in a Lightning Trainer (progress bar, logger and checkpoints off); compile_net is
     model.compile=true, whose compilation happens in the warm-up steps (warmup_s)."""
     import pytorch_lightning as pl
@@ -152,7 +153,7 @@ def lightning_throughput(model, device, batch, steps, warmup, precision: str, co
                 self.t1 = sync(device)
 
     torch.manual_seed(0)
-    net = build_net(model, device, channels_last=True)
+    net = build_net(model, device, channels_last)
     module = Classifier(net, {"num_classes": 100},
                         partial(torch.optim.SGD, lr=0.01, momentum=0.9, weight_decay=1e-4), None,
                         compile_net=compile_net)
@@ -163,7 +164,7 @@ def lightning_throughput(model, device, batch, steps, warmup, precision: str, co
     trainer = pl.Trainer(accelerator=device.type, devices=1, precision=precision, max_steps=warmup + steps,
                          limit_val_batches=0, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                          enable_model_summary=False, num_sanity_val_steps=0, callbacks=[timer], benchmark=True)
-    trainer.fit(module, train_dataloaders=lab_loader(images, labels, batch, device))
+    trainer.fit(module, train_dataloaders=lab_loader(images, labels, batch, device, channels_last))
     peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None
     return dict(images_per_s=steps * batch / (timer.t1 - timer.t0), peak_gpu_gib=peak,
                 warmup_s=timer.t0 - timer.t_start)
@@ -174,8 +175,9 @@ def host_section(device, quick: bool) -> dict:
     overlaps the queued kernels as long as nothing in the step waits for the device (tests/test_sync.py), so
     it costs throughput only if it exceeds the GPU's own time per step (~15 ms for resnet18 at batch 512)."""
     batch, steps, warmup = 32, (200 if quick else 1000), 20
-    raw = raw_throughput("linear", device, batch, steps, warmup, False, False)["images_per_s"]
-    lab = lightning_throughput("linear", device, batch, steps, warmup, "32-true")["images_per_s"]
+    raw = raw_throughput("linear", device, batch, steps, warmup, bf16=False, channels_last=False)
+    lab = lightning_throughput("linear", device, batch, steps, warmup, "32-true", channels_last=False)
+    raw, lab = raw["images_per_s"], lab["images_per_s"]
     raw_ms, lab_ms = 1000 * batch / raw, 1000 * batch / lab
     return dict(batch=batch, raw_ms_per_step=round(raw_ms, 3), lab_ms_per_step=round(lab_ms, 3),
                 lab_extra_ms_per_step=round(lab_ms - raw_ms, 3))
