@@ -7,6 +7,8 @@ set -euo pipefail
 python -m pip install -q --no-index --no-deps .wheels/*.whl
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 out="${OUT:-.}"
+# CUDA's own sync check over a training and a validation epoch (tests/test_sync.py, the gpu case).
+(python -m pytest -q -p no:cacheprovider tests/test_sync.py 2>&1 || true) | tail -5 | tee "$out/test_sync.txt"
 # Uncompiled sections first; compile warm-ups (resnet50 may take minutes) come last.
 python -m lab.bench --sections data,train,host,memory,jobs --out "$out/bench.json" | tee "$out/bench.txt"
 python -m lab.bench --sections train --compile --out "$out/bench_compile.json" | tee "$out/bench_compile.txt"
