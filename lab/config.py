@@ -68,6 +68,10 @@ RULES = [
     ("trainer.max_epochs", lambda v: is_int(v) and v >= 1, "an integer >= 1, e.g. 50"),
     ("trainer.limit_val_batches", lambda v: v is None or (is_number(v) and v > 0),
      "null or > 0: every epoch validates, to pick best.ckpt and to catch divergence"),
+    # lab writes an epoch's metrics.csv row when its validation ends; other schedules give stale val columns
+    # (every n epochs) or cut the training metrics short (several validations an epoch).
+    ("trainer.check_val_every_n_epoch", lambda v: v is None or v == 1, "1: every epoch validates once"),
+    ("trainer.val_check_interval", lambda v: v is None or v == 1, "1.0: every epoch validates once, at its end"),
     ("trainer.precision", lambda v: str(v) in PRECISIONS, "one of " + ", ".join(sorted(PRECISIONS))),
     ("model.layers", lambda v: isinstance(v, list) and len(v) > 0 and all(is_int(n) and n >= 1 for n in v),
      "a list of block counts >= 1, e.g. [2, 2, 2, 2]"),

@@ -40,6 +40,8 @@ def test_multistep_is_the_labs_schedule():
     ("scheduler.milestones=[40,30]", "scheduler.milestones"), ("distill=soft_target distill.temperature=0 distill.teacher_ckpt=t.ckpt", "distill.temperature"),
     ("distill=soft_target distill.alpha=-1 distill.teacher_ckpt=t.ckpt", "distill.alpha"), ("seed=1.5", "seed"), ("model.channels_last=maybe", "model.channels_last"),
     ("trainer.max_epochs=ten", "trainer.max_epochs"), ("dataset=imagefolder dataset.image_size=0", "dataset.image_size"),
+    ("+trainer.check_val_every_n_epoch=2", "trainer.check_val_every_n_epoch"),
+    ("+trainer.val_check_interval=0.5", "trainer.val_check_interval"),
 ])
 def test_out_of_range_values_name_the_key_and_the_range(override, key):
     overrides = override.split() if not override.startswith("scheduler.") else ["scheduler=multistep", override]
