@@ -12,7 +12,7 @@ import traceback
 import pytest
 import pytorch_lightning as pl
 import torch
-from omegaconf import open_dict
+from omegaconf import OmegaConf, open_dict
 from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
@@ -112,20 +112,40 @@ class RecordSecondEpoch(pl.Callback):
         self.train.exit(), self.val.exit()
 
 
-@pytest.mark.parametrize("accelerator", ["cpu", pytest.param("gpu", marks=pytest.mark.skipif(
-    not torch.cuda.is_available(), reason="no CUDA device"))])
-def test_training_and_validation_loops_never_wait_for_the_device(tmp_path, accelerator):
+def write_teacher(cfg, path) -> str:
+    """A checkpoint as lab.train writes it (untrained weights do for timing): the net's state and the plain
+    hyperparameters lab.checkpoint rebuilds it from."""
+    from lab.dataset import load_dataset
+    from lab.model import build_model
+
+    data = load_dataset(cfg.dataset, cfg.paths.data_dir)
+    model = OmegaConf.to_container(cfg.model)
+    net = build_model(cfg.model, data.num_classes, data.channels)
+    torch.save({"state_dict": {f"net.{k}": v for k, v in net.state_dict().items()},
+                "hyper_parameters": dict(model=model, num_classes=data.num_classes, in_channels=data.channels,
+                                         image_size=data.image_size, dataset=data.dataset_name,
+                                         class_names=list(data.class_names))}, path)
+    return str(path)
+
+
+@pytest.mark.parametrize("accelerator,distill", [("cpu", "none"), ("cpu", "both"), pytest.param(
+    "gpu", "both", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device"))])
+def test_training_and_validation_loops_never_wait_for_the_device(tmp_path, accelerator, distill):
     from lab.train import build_run
 
     cfg = compose(["dataset=fake", "dataset.train_size=320", "dataset.test_size=64", "dataset.batch_size=32",
-                   "model.base_width=8", f"trainer.accelerator={accelerator}", "trainer.max_epochs=2", "~logger"])
+                   "model.base_width=8", f"trainer.accelerator={accelerator}", "trainer.max_epochs=2", "~logger",
+                   f"distill={distill}"])
     with open_dict(cfg):
         del cfg["hydra"]  # lab.train's main gets the config without Hydra's own node
+        if distill != "none":
+            cfg.distill.teacher_ckpt = write_teacher(cfg, tmp_path / "teacher.ckpt")
     module, datamodule, trainer, _ = build_run(cfg, tmp_path, time.time())
     recorder = RecordSecondEpoch()
     trainer.callbacks.append(recorder)
     trainer.fit(module, datamodule=datamodule)
     assert cfg.dataset.augment.flip and cfg.dataset.augment.crop_padding  # the augmented path is the one seen
+    assert (module.distiller is not None) == (distill != "none")
     assert recorder.train.ops.ops > 1000 and recorder.val.ops.ops > 100  # the windows really covered the loops
     assert recorder.train.found == [], "training loop waits for the device"
     assert recorder.val.found == [], "validation loop waits for the device"
