@@ -48,7 +48,7 @@ def is_int(value) -> bool:
 
 PRECISIONS = {"auto", "32", "32-true", "16-mixed", "bf16-mixed", "bf16-true", "64", "64-true"}
 
-# (key, test, allowed range as the user should read it)
+# (key, test, allowed range as the user should read it[, the fix when it is not "set it with key=..."])
 RULES = [
     ("seed", is_int, "an integer"),
     ("resume", lambda v: isinstance(v, bool), "true or false"),
@@ -70,8 +70,10 @@ RULES = [
      "null or > 0: every epoch validates, to pick best.ckpt and to catch divergence"),
     # lab writes an epoch's metrics.csv row when its validation ends; other schedules give stale val columns
     # (every n epochs) or cut the training metrics short (several validations an epoch).
-    ("trainer.check_val_every_n_epoch", lambda v: v is None or v == 1, "1: every epoch validates once"),
-    ("trainer.val_check_interval", lambda v: v is None or v == 1, "1.0: every epoch validates once, at its end"),
+    ("trainer.check_val_every_n_epoch", lambda v: v is None or v == 1, "1: every epoch validates once",
+     "drop the +trainer.check_val_every_n_epoch override"),
+    ("trainer.val_check_interval", lambda v: v is None or v == 1, "1.0: every epoch validates once, at its end",
+     "drop the +trainer.val_check_interval override"),
     ("trainer.precision", lambda v: str(v) in PRECISIONS, "one of " + ", ".join(sorted(PRECISIONS))),
     ("model.layers", lambda v: isinstance(v, list) and len(v) > 0 and all(is_int(n) and n >= 1 for n in v),
      "a list of block counts >= 1, e.g. [2, 2, 2, 2]"),
@@ -86,14 +88,52 @@ RULES = [
 ]
 
 
+CONF = Path(__file__).resolve().parents[1] / "conf"
+# Groups whose keys only lab reads: a key added with + or ++ (a typo, +model.widht=16) would be silently
+# ignored. The other groups go to constructors (Trainer, optimizer, scheduler, logger) that refuse unknown
+# keyword arguments themselves.
+LAB_READ_GROUPS = ("model", "dataset", "distill", "paths")
+
+
+def key_paths(node, prefix: str = "") -> set[str]:
+    keys = set()
+    for key, value in node.items():
+        keys.add(prefix + str(key))
+        if isinstance(value, dict):
+            keys |= key_paths(value, f"{prefix}{key}.")
+    return keys
+
+
+def check_unknown_keys(cfg) -> None:
+    """Every key lab reads must be one that some option of its group defines (top level: train.yaml's)."""
+    top = OmegaConf.to_container(OmegaConf.load(CONF / "train.yaml"))
+    known = {"": set(top) | {"hydra"} | {next(iter(d)) if isinstance(d, dict) else d for d in top["defaults"]}}
+    for group in LAB_READ_GROUPS:
+        known[group] = set().union(*(key_paths(OmegaConf.to_container(OmegaConf.load(path)))
+                                     for path in (CONF / group).glob("*.yaml")))
+    given = {"": set(cfg.keys())}
+    given.update({g: key_paths(OmegaConf.to_container(cfg[g])) for g in LAB_READ_GROUPS if cfg.get(g)})
+    for group, keys in given.items():
+        unknown = sorted(keys - known[group])
+        if unknown:
+            where = f"{group}." if group else ""
+            hidden = {"defaults", "hydra", "_self_"}
+            choices = ", ".join(sorted(k for k in known[group] if "." not in k and k not in hidden))
+            raise ConfigError(f"{where}{unknown[0]} is not a lab setting (known: {choices}): check its spelling; "
+                              f"a key added with + or ++ that lab does not read would be silently ignored")
+
+
 def validate(cfg) -> None:
-    """Raise ConfigError for the first value outside its allowed range (and a distill run with no teacher)."""
+    """Raise ConfigError for an unknown key, the first value outside its allowed range, or a distill run
+    with no teacher."""
     from lab.distill import check_distill_config
 
+    check_unknown_keys(cfg)
     check_distill_config(cfg.get("distill"))
-    for key, ok, allowed in RULES:
+    for key, ok, allowed, *fix in RULES:
         value = OmegaConf.select(cfg, key, default=None)
         if isinstance(value, (list, tuple)) or OmegaConf.is_list(value):
             value = list(value)
         if not ok(value):
-            raise ConfigError(f"{key}={value!r} is not allowed: must be {allowed} (set it with {key}=...)")
+            fix = fix[0] if fix else f"set it with {key}=..."
+            raise ConfigError(f"{key}={value!r} is not allowed: must be {allowed} ({fix})")

@@ -67,3 +67,16 @@ def test_unknown_group_option_lists_the_choices(tmp_path):
     proc = run_train("model=resnet99", f"hydra.run.dir={tmp_path}")
     assert proc.returncode != 0
     assert "resnet99" in proc.stderr and "resnet18" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("override,key", [("+sed=1", "sed"), ("+model.widht=16", "model.widht"),
+                                          ("++dataset.augment.flipp=true", "dataset.augment.flipp")])
+def test_a_key_lab_would_ignore_is_refused_by_name(override, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.") + r" is not a lab setting \(known: "):
+        validate(compose([override]))
+
+
+def test_fix_for_an_added_trainer_key_is_to_drop_it():
+    with pytest.raises(ConfigError, match=r"drop the \+trainer\.check_val_every_n_epoch override"):
+        validate(compose(["+trainer.check_val_every_n_epoch=2"]))
+
