@@ -121,11 +121,9 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
     refuse_ddp_in_sweeps(cfg)
     # A SLURM job requeued after preemption/timeout (submitit) runs the same command again: resume it.
     resume = cfg.resume or int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) > 0
-    if resume:
-        done = read_results(run_dir)
-        if done and done.get("status") in FINISHED:
-            log.info(f"resume: {run_dir} already finished ({done['status']}), nothing to do")
-            return done.get("test_acc") if done.get("test_acc") is not None else math.nan
+    done = read_results(run_dir) if resume else None
+    if done and done.get("status") in FINISHED:
+        return report_finished(cfg, run_dir, done)
     claim_gpu(cfg.get("gpu_pool"))
     start, started_at = time.perf_counter(), time.time()
     if is_rank_zero():  # replaces an old "ok" from an earlier run here: a kill now must not read as finished
@@ -140,6 +138,9 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
     resume_from = str(last_ckpt) if resume and last_ckpt.exists() else None
     if resume_from:
         log.info(f"resume: continuing from {last_ckpt}")
+    elif resume:
+        log.warning(f"resume: no {last_ckpt} to continue from: training from the start (to resume a "
+                    "single run, pass its dir as hydra.run.dir)")
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
     # Read before testing: trainer.test(ckpt_path=best) restores callback state (EpochRecorder's totals).
     results = dict(status="ok", test_acc=None, diverged_epoch=recorder.diverged_epoch,
@@ -153,10 +154,28 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
                    finished_at=round(time.time(), 3))
     if trainer.is_global_zero:
         save_results(cfg, run_dir, results)
-        accuracy = results["test_acc"] if results["test_acc"] is not None else math.nan
-        print(f"Model Accuracy: {accuracy:.4f}")
-        print(f"Total time: {results['total_time_s']:.2f}")
+        print_results(results)
+        log.info(f"run dir: {run_dir}")
     return results["test_acc"] if results["test_acc"] is not None else math.nan
+
+
+def print_results(results: dict) -> None:
+    """stdout carries these two lines only (the lab's Task 1 output); logs go to stderr."""
+    accuracy = results["test_acc"] if results.get("test_acc") is not None else math.nan
+    print(f"Model Accuracy: {accuracy:.4f}")
+    print(f"Total time: {results.get('total_time_s') or math.nan:.2f}")
+
+
+def report_finished(cfg, run_dir: Path, done: dict) -> float:
+    """resume=true on a run that already finished: nothing to train; say so, and what it reported."""
+    log.info(f"resume: {run_dir} already finished ({done['status']}), nothing to do")
+    by_epochs = cfg.trainer.get("max_steps") in (None, -1)  # a max_steps run stops mid-way on purpose
+    if done["status"] == "ok" and by_epochs and done.get("epochs") not in (None, cfg.trainer.max_epochs):
+        log.warning(f"resume: the run finished after {done['epochs']} epochs and resume=true does not extend "
+                    f"a finished run (trainer.max_epochs={cfg.trainer.max_epochs} ignored): start a new run")
+    if is_rank_zero():
+        print_results(done)
+    return done["test_acc"] if done.get("test_acc") is not None else math.nan
 
 
 def run_facts(trainer, module, recorder) -> dict:

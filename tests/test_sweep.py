@@ -70,6 +70,19 @@ def test_resume_continues_an_unfinished_run_from_last_ckpt(tmp_path):
     assert "epoch 0 " not in proc.stderr and "epoch 1 " in proc.stderr
     lines = (run_dir / "metrics.csv").read_text().splitlines()
     assert len(lines) == 3 and lines[1] == first_row and results(run_dir)["epochs"] == 2
+    # Finished now: resume=true trains nothing, reprints its result and says a longer run is a new run.
+    again = run_train(*common, "trainer.max_epochs=3", "resume=true")
+    assert again.returncode == 0 and "epoch 2 " not in again.stderr
+    assert "does not extend a finished run" in again.stderr
+    assert again.stdout.startswith(f"Model Accuracy: {results(run_dir)['test_acc']:.4f}\n")
+
+
+def test_resume_with_nothing_to_resume_says_so_and_trains(tmp_path):
+    proc = run_train("dataset=digits", *TINY, "trainer.max_epochs=1", "resume=true",
+                     f"hydra.run.dir={tmp_path / 'new'}")
+    assert proc.returncode == 0 and "no " in proc.stderr and "training from the start" in proc.stderr
+    assert results(tmp_path / "new")["status"] == "ok"
+    assert f"run dir: {tmp_path / 'new'}" in proc.stderr
 
 
 def test_joblib_launcher_runs_two_jobs_at_once(tmp_path):
