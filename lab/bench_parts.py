@@ -270,9 +270,13 @@ def jobs_section(device, batch, quick: bool) -> list[dict]:
             f"{warmup}, {device.type == 'cuda'}, True)))")
     rows = []
     for k in (1, 2, 4):
-        procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+        # Threads per job as hydra/launcher=joblib gives its workers (joblib splits the cores between them).
+        threads = max(1, (os.cpu_count() or 1) // k)
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+        procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=env)
                  for _ in range(k)]
         outs = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in procs]
         total = sum(o["images_per_s"] for o in outs)
-        rows.append(dict(concurrent_jobs=k, total_images_per_s=round(total), per_job=round(total / k)))
+        rows.append(dict(concurrent_jobs=k, threads_per_job=threads, total_images_per_s=round(total),
+                         per_job=round(total / k)))
     return rows

@@ -35,7 +35,7 @@ def use_channels_last(cfg: DictConfig) -> bool:
 
     if cfg.model.channels_last and cfg.model.base_width < 8 and not uses_cuda(cfg.trainer.accelerator):
         log.warning(f"model.channels_last ignored: model.base_width={cfg.model.base_width} is under 8, where "
-                    "channels_last convolutions crash on the CPU (oneDNN); training in the default layout")
+                    "channels_last convolutions hang or crash on the CPU (oneDNN); training in the default layout")
         return False
     return cfg.model.channels_last
 
