@@ -14,8 +14,8 @@ from pathlib import Path
 
 import torch
 
-from lab.bench_parts import (cpu_model, data_section, host_section, jobs_section, memory_section,
-                             study_projection, training_section)
+from lab.bench_parts import (cpu_clock, cpu_model, data_section, host_section, jobs_section, memory_section,
+                             others_cpu_share, study_projection, training_section)
 from lab.run_files import git_commit, write_atomic
 
 
@@ -82,16 +82,9 @@ def fmt(value) -> str:
     return "" if value is None else str(value)
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    device = torch.device(args.device)
-    batch = args.batch_size or (512 if device.type == "cuda" else 128)
-    default_models = "resnet10" if args.quick and device.type == "cpu" else "resnet10,resnet18,resnet50"
-    models = (args.models or default_models).split(",")
+def run_sections(args, device, models: list[str], batch: int, report: dict, save) -> None:
+    """Each section measures, prints its table and saves bench.json, so a run cut short keeps what it has."""
     sections = args.sections.split(",")
-    report = dict(machine=machine(), device=str(device), batch_size=batch, quick=args.quick)
-    start = time.perf_counter()
-    save = lambda: write_atomic(Path(args.out), json.dumps(report, indent=2) + "\n")  # after each section
     if "data" in sections:
         report["data"] = data_section(device, batch, quick=args.quick)
         save()
@@ -116,8 +109,26 @@ def main(argv=None) -> int:
     if "jobs" in sections:
         report["jobs"] = jobs_section(device, batch, quick=args.quick)
         print_table("Concurrent resnet10 jobs on one device", report["jobs"])
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    device = torch.device(args.device)
+    batch = args.batch_size or (512 if device.type == "cuda" else 128)
+    default_models = "resnet10" if args.quick and device.type == "cpu" else "resnet10,resnet18,resnet50"
+    models = (args.models or default_models).split(",")
+    report = dict(machine=machine(), device=str(device), batch_size=batch, quick=args.quick)
+    start, clock = time.perf_counter(), cpu_clock()
+    save = lambda: write_atomic(Path(args.out), json.dumps(report, indent=2) + "\n")
+    run_sections(args, device, models, batch, report, save)
     report["targets"] = check_targets(report, device)
     print_table("Targets", report["targets"])
+    # A busy machine slows both sides of a ratio unevenly and every absolute number: say so, loudly.
+    others = others_cpu_share(clock, cpu_clock(), os.cpu_count() or 1)
+    report["machine"]["others_cpu_share"] = round(others, 3)
+    if others > 0.05:
+        print(f"\nwarning: other processes used {others:.0%} of this machine's CPU during the bench, so these "
+              f"numbers are not comparable with a quiet run's: rerun when the machine is idle")
     report["bench_time_s"] = round(time.perf_counter() - start, 1)
     save()
     print(f"\nwrote {args.out} ({report['bench_time_s']} s)")

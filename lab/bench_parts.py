@@ -28,6 +28,24 @@ def cpu_model() -> str:
         return "unknown"
 
 
+def cpu_clock() -> tuple[float, float, float]:
+    """(wall s, CPU s run by every process on the machine, CPU s run by this process and its waited-for
+    children): two readings tell how much of the CPU other processes took in between (Linux /proc/stat)."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:8]]
+        machine = (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")  # all but idle, iowait
+    except (OSError, ValueError):
+        machine = float("nan")
+    t = os.times()
+    return time.perf_counter(), machine, t.user + t.system + t.children_user + t.children_system
+
+
+def others_cpu_share(start, end, cores: int) -> float:
+    """Share of the machine's CPU time that other processes used between two cpu_clock() readings."""
+    wall, machine, own = (b - a for a, b in zip(start, end))
+    return max(0.0, (machine - own) / (wall * cores))
+
+
 def sync(device: torch.device) -> float:
     if device.type == "cuda":
         torch.cuda.synchronize()

@@ -2,7 +2,7 @@
 import torch
 
 from lab.bench import check_targets
-from lab.bench_parts import fake_cifar, lab_loader, seed_style_loader, study_projection
+from lab.bench_parts import fake_cifar, lab_loader, others_cpu_share, seed_style_loader, study_projection
 
 
 def test_both_data_pipelines_deliver_the_same_kind_of_batch():
@@ -31,3 +31,9 @@ def test_study_projection_adds_the_teachers_forward_pass_to_distilled_students()
     assert study["1 ResNet10resnet10"] == round(1.0 * 50 / 3600, 3)
     students = (2.0 + 6.0 / 3 * 2 / 3) * 50 * 3 / 3600
     assert study["5 studentsresnet18"] == round(students, 3)
+
+
+def test_others_cpu_share_is_the_machines_cpu_time_not_run_by_this_process():
+    # 10 s of wall time on 2 cores; the machine ran 12 CPU s, this process 7: others took 5 of 20.
+    assert others_cpu_share((0.0, 100.0, 3.0), (10.0, 112.0, 10.0), cores=2) == 0.25
+    assert others_cpu_share((0.0, 100.0, 3.0), (10.0, 106.0, 10.0), cores=2) == 0.0  # tick rounding
