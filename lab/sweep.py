@@ -61,6 +61,6 @@ class SweepCallback(Callback):
             log.error(f"report for {sweep_dir} failed: {type(err).__name__}: {err}")
         if failed:
             log.error(f"{len(failed)} job(s) failed in {sweep_dir}: {', '.join(failed)} (see results.json "
-                      f"and the log in each; once the cause is fixed, rerun with resume=true hydra.sweep.dir={sweep_dir} "
-                      f"to run only those again)")
+                      f"and the log in each; once the cause is fixed, rerun with resume=true "
+                      f"hydra.sweep.dir={sweep_dir} to run only those again)")
             sys.exit(1)
