@@ -80,9 +80,16 @@ def score_test_set(trainer, module, datamodule, ckpt_path=None) -> dict:
     metrics = trainer.callback_metrics  # empty with trainer.limit_test_batches=0
     scores = {k: float(metrics[k]) if k in metrics else None for k in ("test_acc", "test_acc_top5", "test_loss")}
     if module.per_class_acc is not None:
-        names = module.hparams["class_names"]
-        scores["per_class_acc"] = {n: round(float(a), 4) for n, a in zip(names, module.per_class_acc)}
+        scores["per_class_acc"] = per_class_scores(module.hparams["class_names"], module.per_class_acc,
+                                                   datamodule.data.test_labels)
     return scores
+
+
+def per_class_scores(class_names, accuracy: torch.Tensor, test_labels: torch.Tensor) -> dict:
+    """{class name: accuracy}. A class without test images gets None: torchmetrics reports 0.0 for it, as if
+    every one of its (no) images were wrong."""
+    support = torch.bincount(test_labels.cpu(), minlength=len(class_names)).tolist()
+    return {name: round(float(acc), 4) if n else None for name, acc, n in zip(class_names, accuracy, support)}
 
 
 def evaluate(cfg, trainer, module, datamodule) -> dict:

@@ -45,6 +45,13 @@ def test_per_class_accuracy_comes_from_the_same_pass_as_test_acc(digits_run):
     assert weighted == pytest.approx(res["test_acc"], abs=2e-3)  # per-class values are rounded to 4 places
 
 
+def test_a_class_without_test_images_has_no_per_class_accuracy():
+    from lab.train import per_class_scores
+
+    scores = per_class_scores(["a", "b", "c"], torch.tensor([0.5, 0.0, 1.0]), torch.tensor([0, 0, 2]))
+    assert scores == {"a": 0.5, "b": None, "c": 1.0}
+
+
 def test_metrics_csv_has_one_row_per_epoch(digits_run):
     run_dir, _ = digits_run
     with open(run_dir / "metrics.csv") as f:
