@@ -36,6 +36,16 @@ def test_ranks_split_one_permutation_without_overlap():
     assert not set(shards[0].tolist()) & set(shards[1].tolist())
 
 
+def test_ranks_draw_their_own_crops_and_flips():
+    # Every image the same, so batches differ only by augmentation: equal batches on two ranks would mean
+    # image i of every rank's batch gets the same crop and flip.
+    images = torch.arange(36, dtype=torch.uint8).view(1, 1, 6, 6).repeat(64, 3, 1, 1)
+    kwargs = dict(shuffle=True, drop_last=True, seed=0, channels_last=False, crop_padding=2, flip=True)
+    batches = [next(iter(DeviceLoader(images, torch.zeros(64, dtype=torch.long), 16, (0.0,) * 3, (1.0,) * 3,
+                                      rank=r, world_size=2, **kwargs)))[0] for r in (0, 1)]
+    assert not torch.equal(batches[0], batches[1])
+
+
 def test_eval_loader_keeps_order_and_last_batch():
     loader = make_loader(shuffle=False, drop_last=False)
     assert torch.equal(torch.cat([y for _, y in loader]), torch.arange(103))

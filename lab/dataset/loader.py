@@ -89,7 +89,8 @@ class DeviceLoader:
             idx = order[batch * self.batch_size : (batch + 1) * self.batch_size]
             x = self.images[idx]
             if self.crop_padding or self.flip:
-                gen.manual_seed(epoch_seed(self.seed, epoch) + batch + 1)
+                # Each DDP rank draws its own crops and flips; one process (rank 0 of 1) gets batch + 1.
+                gen.manual_seed(epoch_seed(self.seed, epoch) + (batch + 1) * self.world_size + self.rank)
             if self.crop_padding:
                 x = random_crop(x, self.crop_padding, gen)
             if self.flip:
