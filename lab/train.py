@@ -93,17 +93,16 @@ def per_class_scores(class_names, accuracy: torch.Tensor, test_labels: torch.Ten
 
 
 def evaluate(cfg, trainer, module, datamodule) -> dict:
-    """Test the last weights and, when validation is a held-out split, the best-validation checkpoint."""
+    """Test the last weights and, when validation is a held-out split, the best-validation checkpoint.
+    With val_split=0 the "best" checkpoint was picked on the test set, so its test accuracy is not reported."""
     last = score_test_set(trainer, module, datamodule)
     checkpoint = trainer.checkpoint_callback
     best_path = checkpoint.best_model_path if checkpoint else ""
     scores = dict(last, test_acc_last=last["test_acc"], test_acc_best=None,
                   best_val_acc=float(checkpoint.best_model_score) if best_path else None)
-    if best_path:
+    if best_path and cfg.dataset.val_split > 0:
         best = score_test_set(trainer, module, datamodule, ckpt_path=best_path)
-        scores["test_acc_best"] = best["test_acc"]
-        if cfg.dataset.val_split > 0:
-            scores.update(best)
+        scores.update(best, test_acc_best=best["test_acc"])
     return scores
 
 

@@ -102,11 +102,14 @@ def test_cifar100_run_on_a_written_archive(tmp_path):
     write_cifar100(tmp_path / "data")
     run_dir = tmp_path / "run"
     proc = run_train("trainer.max_epochs=1", "dataset.batch_size=64", "model.base_width=8", "trainer.accelerator=cpu",
-                     f"hydra.run.dir={run_dir}", env={"LAB_DATA": str(tmp_path / "data")})
+                     "dataset.val_split=0", f"hydra.run.dir={run_dir}", env={"LAB_DATA": str(tmp_path / "data")})
     assert proc.returncode == 0, proc.stderr[-2000:]
     res = results(run_dir)
     assert res["status"] == "ok" and res["params"] == 83_852 and res["dataset"] == "cifar100"
     assert 0 <= res["test_acc"] <= 1
+    # val_split=0 validates on the test set: the last epoch is reported, never a checkpoint picked on test data.
+    assert res["test_acc"] == res["test_acc_last"] and res["test_acc_best"] is None
+    assert "validating on the test set" in proc.stderr
 
 
 def test_missing_cifar_without_network_names_the_file_and_the_offline_choice(tmp_path, monkeypatch):
