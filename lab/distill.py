@@ -3,6 +3,8 @@
 Total loss = alpha * CE(student, labels) + beta * distill_loss(student, teacher). The lab's report
 distilled from an ImageNet ResNet50 with an untrained 100-way head, i.e. from noise; here the teacher is a
 lab checkpoint (+experiment=teacher) whose dataset and class count must match the student's."""
+import logging
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -11,6 +13,7 @@ from lab.checkpoint import load_checkpoint, net_from_checkpoint
 from lab.config import ConfigError
 
 KINDS = ("none", "soft_target", "logits", "both")
+log = logging.getLogger("lab")
 
 
 def soft_target_loss(student_logits, teacher_logits, temperature: float) -> torch.Tensor:
@@ -71,7 +74,20 @@ def check_distill_config(cfg) -> None:
                           "distill.teacher_ckpt=<its run dir>/checkpoints/best.ckpt")
 
 
-def build_distiller(cfg, data, channels_last: bool = True) -> Distiller | None:
+def warn_if_split_differs(teacher_config: dict, split: tuple, ckpt_path) -> None:
+    """The validation split is drawn from (seed, val_split): a teacher trained with others has learned some of
+    the student's validation images, so its validation accuracy reads high (the test set is never touched)."""
+    dataset = teacher_config.get("dataset", {})
+    teacher_split = (teacher_config.get("seed"), dataset.get("val_split"))
+    if split[1] > 0 and None not in teacher_split and tuple(teacher_split) != tuple(split):
+        log.warning(f"teacher {ckpt_path} was trained with seed={teacher_split[0]}, "
+                    f"dataset.val_split={teacher_split[1]}, this student with seed={split[0]}, "
+                    f"dataset.val_split={split[1]}: the teacher has seen part of the student's validation "
+                    "split, so its validation accuracy reads high; same seed and val_split give a clean split")
+
+
+def build_distiller(cfg, data, channels_last: bool = True, split: tuple | None = None) -> Distiller | None:
+    """`split` is the student's (seed, dataset.val_split), to compare with the teacher's."""
     check_distill_config(cfg)
     if cfg is None or cfg.kind == "none":
         return None
@@ -85,6 +101,8 @@ def build_distiller(cfg, data, channels_last: bool = True) -> Distiller | None:
                           f"classes ({teacher_data[3]}x{teacher_data[4]}px), the student on {student_data[0]} "
                           f"with {student_data[1]} ({student_data[3]}x{student_data[4]}px; class names must "
                           f"match too): train the teacher on the student's dataset")
+    if split is not None:
+        warn_if_split_differs(hp.get("config", {}), split, cfg.teacher_ckpt)
     if channels_last:  # the student's memory format, so both convs take the same fast path
         teacher = teacher.to(memory_format=torch.channels_last)
     return Distiller(teacher, cfg.kind, cfg.alpha, cfg.beta, cfg.temperature)

@@ -59,7 +59,7 @@ def build_run(cfg: DictConfig, run_dir: Path, started_at: float):
                     "is then chosen on test data, so results.json reports the last epoch's test accuracy")
     net = build_model(cfg.model, data.num_classes, data.channels)  # before the teacher: same seed, same init
     channels_last = use_channels_last(cfg)
-    distiller = build_distiller(cfg.distill, data, channels_last)
+    distiller = build_distiller(cfg.distill, data, channels_last, split=(cfg.seed, cfg.dataset.val_split))
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
     hparams = dict(model=OmegaConf.to_container(cfg.model), num_classes=data.num_classes,

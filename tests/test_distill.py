@@ -89,6 +89,14 @@ def test_teacher_for_another_dataset_is_refused_with_both_named(teacher_ckpt):
         build_distiller(cfg.distill, tiny_data("fake", 100))
 
 
+def test_teacher_from_another_validation_split_is_warned_about(teacher_ckpt, caplog):
+    cfg = compose(["distill=soft_target", f"distill.teacher_ckpt={teacher_ckpt}"])
+    assert build_distiller(cfg.distill, tiny_data("digits", 10), split=(42, 0.1)) is not None
+    assert "validation split" not in caplog.text  # the teacher's own seed and val_split
+    build_distiller(cfg.distill, tiny_data("digits", 10), split=(7, 0.1))
+    assert "seed=42, dataset.val_split=0.1, this student with seed=7" in caplog.text
+
+
 def test_teacher_to_student_sweep_end_to_end(teacher_ckpt, tmp_path):
     sweep_dir = tmp_path / "kd"
     proc = run_train("-m", "+experiment=distill_soft", "model=resnet10", "dataset=digits", "trainer.max_epochs=1",
