@@ -183,3 +183,38 @@ def test_gtsrb_download_failure_is_one_line(tmp_path, monkeypatch):
     message = str(err.value)
     assert str(tmp_path / "data") in message and "\n" not in message
     assert "dataset=imagefolder" in message and "dataset=digits" in message
+
+
+def write_gtsrb(root, tracks=3, frames=4):
+    """torchvision's GTSRB layout, every class: Training/CLASS/TRACK_FRAME.ppm in one flat colour per track
+    (red = class, green = track), and a two-image test split with its ClassId CSV."""
+    from PIL import Image
+
+    base = root / "gtsrb" / "GTSRB"
+    for label in range(43):
+        for track in range(tracks):
+            folder = base / "Training" / f"{label:05d}"
+            folder.mkdir(parents=True, exist_ok=True)
+            for frame in range(frames):
+                Image.new("RGB", (8, 8), (label * 5, track * 50, frame)).save(folder / f"{track:05d}_{frame:05d}.ppm")
+    (base / "Final_Test" / "Images").mkdir(parents=True)
+    for i in range(2):
+        Image.new("RGB", (8, 8), (i * 5, 0, 0)).save(base / "Final_Test" / "Images" / f"{i:05d}.ppm")
+    (root / "gtsrb" / "GT-final_test.csv").write_text("Filename;ClassId\n00000.ppm;0\n00001.ppm;1\n")
+
+
+def test_gtsrb_validation_holds_out_whole_tracks(tmp_path):
+    from lab.dataset import split_validation
+
+    write_gtsrb(tmp_path / "data")
+    cfg = OmegaConf.load(CONF / "dataset" / "gtsrb.yaml")
+    cfg.image_size, cfg.num_workers = 8, 0
+    data = split_validation(load_dataset(cfg, tmp_path / "data"), 0.1, seed=3)
+    assert len(data.train_labels) == 43 * 12 - len(data.val_labels) and len(data.test_labels) == 2
+
+    def tracks(images):  # (class, track) of each image, read back from its colour
+        return {(int(r) // 5, int(g) // 50) for r, g in images[:, :2, 0, 0].tolist()}
+
+    held_out = tracks(data.val_images)
+    assert len(data.val_labels) == 4 * len(held_out) >= round(0.1 * 43 * 12)  # whole tracks, enough of them
+    assert not held_out & tracks(data.train_images)

@@ -24,6 +24,9 @@ class ImageData:
     dataset_name: str = ""
     val_images: torch.Tensor | None = None
     val_labels: torch.Tensor | None = None
+    # Optional int64 [N]: images of one group (GTSRB: ~30 frames of one physical sign) are near-duplicates,
+    # so the validation split holds out whole groups.
+    train_groups: torch.Tensor | None = None
 
     @property
     def num_classes(self) -> int:
@@ -55,6 +58,18 @@ def channel_stats(images_uint8: torch.Tensor, chunk: int = 4096) -> tuple[tuple,
 def fixed_split(n: int, n_test: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     return order[n_test:], order[:n_test]
+
+
+def group_split(groups: torch.Tensor, n_test: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Like fixed_split, but whole groups: groups in a seeded random order go to the held-out side until it
+    has at least n_test images (one group too many rather than one too few)."""
+    ids, group_of_image = groups.unique(return_inverse=True)
+    order = torch.randperm(len(ids), generator=torch.Generator().manual_seed(seed))
+    sizes = torch.bincount(group_of_image, minlength=len(ids))[order]
+    count = min(int(torch.searchsorted(sizes.cumsum(0), n_test)) + 1, len(ids) - 1)  # train keeps a group
+    taken = order[:count]
+    held_out = torch.isin(group_of_image, taken)
+    return (~held_out).nonzero().flatten(), held_out.nonzero().flatten()
 
 
 def load_digits() -> dict:
@@ -116,7 +131,12 @@ def split_validation(data: ImageData, val_split: float, seed: int) -> ImageData:
         data.val_images, data.val_labels = data.test_images, data.test_labels
         return data
     n = len(data.train_labels)
-    train, val = fixed_split(n, max(1, round(n * val_split)), seed)
+    if data.train_groups is not None:
+        train, val = group_split(data.train_groups, max(1, round(n * val_split)), seed)
+    else:
+        train, val = fixed_split(n, max(1, round(n * val_split)), seed)
     data.val_images, data.val_labels = data.train_images[val], data.train_labels[val]
     data.train_images, data.train_labels = data.train_images[train], data.train_labels[train]
+    if data.train_groups is not None:
+        data.train_groups = data.train_groups[train]
     return data

@@ -6,6 +6,8 @@ test is the official 12,630 with ClassIds from GT-final_test.csv."""
 import logging
 from pathlib import Path
 
+import torch
+
 from lab.dataset import channel_stats
 from lab.dataset.errors import DataError
 from lab.dataset.imagefolder import cache_file, check_readable, decode_labeled, read_cache, write_cache
@@ -50,6 +52,20 @@ def gtsrb_samples(split: str, data_dir: Path) -> list[tuple[Path, int]]:
     return samples
 
 
+def track_groups(samples: list[tuple[Path, int]], bad_files: list[str]) -> torch.Tensor | None:
+    """One group id per readable training image: its class and track. GTSRB's training files are named
+    TRACK_FRAME.ppm, ~30 frames of one physical sign: a random validation split would put near-copies of its
+    images in training. None when the files are not named that way."""
+    bad, groups = set(bad_files), []
+    for path, label in samples:
+        track = path.stem.split("_")[0]
+        if not track.isdigit():
+            return None
+        if str(path) not in bad:
+            groups.append(label * 1_000_000 + int(track))
+    return torch.tensor(groups, dtype=torch.long)
+
+
 def load_gtsrb(cfg, data_dir: Path) -> dict:
     train, test = gtsrb_samples("train", data_dir), gtsrb_samples("test", data_dir)
     files = [path for path, _ in train + test]
@@ -64,5 +80,5 @@ def load_gtsrb(cfg, data_dir: Path) -> dict:
                      bad_files=bad + bad_test)
         write_cache(path, parts)
     check_readable(parts, data_dir / "gtsrb", cfg.skip_bad_files)
-    parts.pop("bad_files")
+    parts["train_groups"] = track_groups(train, parts.pop("bad_files"))
     return parts
