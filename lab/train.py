@@ -214,13 +214,24 @@ def log_file_only(text: str) -> None:
             handler.flush()
 
 
+def error_line(err: BaseException, limit: int = 300) -> str:
+    """An unexpected error as one line that keeps its cause: Hydra's "Error in call to target 'X':" and
+    torch's "Error(s) in loading state_dict for Classifier:" put the reason on the lines after the colon."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    text = lines[0] if lines else ""
+    if text.endswith(":") and len(lines) > 1:
+        text = f"{text} {lines[1]}"
+    line = f"{type(err).__name__}: {text}"
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
 def fail(cfg, run_dir: Path, err: Exception) -> str:
     """Record a failed run: one line for the user, the traceback in the run's log file."""
     if isinstance(err, USER_ERRORS):
         message = str(err)
     else:
         log_file_only("".join(traceback.format_exception(err)))
-        message = f"{type(err).__name__}: {(str(err).strip().splitlines() or [''])[0]}"
+        message = error_line(err)
     if is_rank_zero():
         save_results(cfg, run_dir, dict(status="failed", error=message, test_acc=None))
     return message

@@ -52,6 +52,16 @@ def test_a_class_without_test_images_has_no_per_class_accuracy():
     assert scores == {"a": 0.5, "b": None, "c": 1.0}
 
 
+def test_error_line_keeps_the_cause_that_follows_a_colon():
+    from lab.train import error_line
+
+    err = RuntimeError("Error(s) in loading state_dict for Classifier:\n\tsize mismatch for net.fc.weight")
+    assert error_line(err) == ("RuntimeError: Error(s) in loading state_dict for Classifier: "
+                               "size mismatch for net.fc.weight")
+    assert error_line(ValueError("bad value\nsecond line")) == "ValueError: bad value"
+    assert len(error_line(ValueError("x" * 1000))) == 300
+
+
 def test_metrics_csv_has_one_row_per_epoch(digits_run):
     run_dir, _ = digits_run
     with open(run_dir / "metrics.csv") as f:
