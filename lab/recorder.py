@@ -80,12 +80,12 @@ class EpochRecorder(pl.Callback):
         self.train_time_s, self.train_images = state["train_time_s"], state["train_images"]
 
     def on_exception(self, trainer, pl_module, exception):
-        # SIGTERM (preemption, scancel, SLURM time limit): Lightning stops after the current batch; keep
-        # the progress so resume=true continues from this very batch.
+        # SIGTERM (preemption, scancel, SLURM time limit; Ctrl-C sends it too, lab/trainer.py): Lightning
+        # stops after the current batch; keep the progress so resume=true continues from this very batch.
         if isinstance(exception, SIGTERMException) and not trainer.sanity_checking:
             path = self.path.parent / "checkpoints" / "last.ckpt"
             save_checkpoint_atomic(trainer, path)
-            log.warning(f"SIGTERM: saved {path} at epoch {trainer.current_epoch}, batch "
+            log.warning(f"stopping: saved {path} at epoch {trainer.current_epoch}, batch "
                         f"{trainer.fit_loop.epoch_loop.batch_progress.current.completed}")
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):

@@ -237,20 +237,32 @@ def fail(cfg, run_dir: Path, err: Exception) -> str:
     return message
 
 
+def stopped(cfg, run_dir: Path, by: str) -> None:
+    """SIGTERM or Ctrl-C: record the run as interrupted and say how to continue it."""
+    if is_rank_zero():
+        save_results(cfg, run_dir, dict(status="interrupted", test_acc=None))
+    log.error(f"stopped by {by}; continue with the same command plus resume=true "
+              f"(hydra.run.dir={run_dir} for a single run)")
+    sys.exit(130 if by == "Ctrl-C" else 143)  # 128 + the signal's number, as a shell reports it
+
+
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     from pytorch_lightning.utilities.exceptions import SIGTERMException
 
+    from lab.trainer import STOPPED_BY, ctrl_c_stops_after_the_batch
+
     try:
-        return train(cfg, run_dir)
-    except SIGTERMException:
-        if is_rank_zero():
-            save_results(cfg, run_dir, dict(status="interrupted", test_acc=None))
-        log.error(f"stopped by SIGTERM; continue with the same command plus resume=true "
-                  f"(hydra.run.dir={run_dir} for a single run)")
-        sys.exit(143)  # 128 + SIGTERM, as a shell reports a terminated process
+        with ctrl_c_stops_after_the_batch():
+            return train(cfg, run_dir)
+    except (SIGTERMException, KeyboardInterrupt, SystemExit) as err:
+        # Lightning turns a KeyboardInterrupt inside fit/test into sys.exit(1); any other exit is not ours.
+        # (SIGTERMException is a SystemExit too.)
+        if isinstance(err, SystemExit) and not isinstance(err, SIGTERMException) and STOPPED_BY["signal"] is None:
+            raise
+        stopped(cfg, run_dir, STOPPED_BY["signal"] or ("SIGTERM" if isinstance(err, SIGTERMException) else "Ctrl-C"))
     except Exception as err:
         message, user_error = fail(cfg, run_dir, err), isinstance(err, USER_ERRORS)
     log.error(f"error: {message} [run dir {run_dir}]")

@@ -1,7 +1,10 @@
 """conf/trainer/ and conf/logger/: the Lightning Trainer with lab's callbacks, precision and progress bar."""
 import logging
+import os
+import signal
 import sys
 import warnings
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 
@@ -11,6 +14,9 @@ import torch
 from omegaconf import OmegaConf
 
 from lab.recorder import AtomicCheckpoint
+
+log = logging.getLogger("lab")
+STOPPED_BY = {"signal": None}  # "Ctrl-C" once the user pressed it: lab.train names it in its last line
 
 
 def quiet_lightning() -> None:
@@ -72,3 +78,26 @@ def build_trainer(cfg, run_dir: Path, callbacks: list) -> pl.Trainer:
     return hydra.utils.instantiate(
         trainer_cfg, callbacks=callbacks, logger=logger, enable_progress_bar=tty,
         enable_model_summary=False, use_distributed_sampler=False, default_root_dir=str(run_dir))
+
+
+@contextmanager
+def ctrl_c_stops_after_the_batch():
+    """The first Ctrl-C stops the run the way SIGTERM does: after the current batch, with last.ckpt saved
+    there and status interrupted, so resume=true continues exactly. It sends this process SIGTERM, which
+    Lightning's handler (installed while fit/test run) turns into a stop at the batch's end. Elsewhere, or
+    pressed again, Ctrl-C interrupts at once (Lightning then exits 1 mid-batch, with no checkpoint)."""
+    def on_ctrl_c(signum, frame):
+        lightning_stops = signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, signal.SIG_IGN, None)
+        if STOPPED_BY["signal"] is None and lightning_stops:
+            STOPPED_BY["signal"] = "Ctrl-C"
+            log.warning("Ctrl-C: stopping after this batch and saving last.ckpt (press again to stop at once)")
+            os.kill(os.getpid(), signal.SIGTERM)
+        else:
+            STOPPED_BY["signal"] = "Ctrl-C"
+            raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, on_ctrl_c)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

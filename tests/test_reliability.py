@@ -52,10 +52,12 @@ def test_sigkill_after_second_epoch_then_resume_matches_an_uninterrupted_run(uni
 
 
 @pytest.mark.slow
-def test_sigterm_saves_a_mid_epoch_checkpoint_and_resume_is_exact(uninterrupted, tmp_path):
+@pytest.mark.parametrize("sig, exit_code, name", [(signal.SIGTERM, 143, "SIGTERM"), (signal.SIGINT, 130, "Ctrl-C")])
+def test_sigterm_or_ctrl_c_saves_a_mid_epoch_checkpoint_and_resume_is_exact(uninterrupted, tmp_path, sig,
+                                                                           exit_code, name):
     run_dir = tmp_path / "run"
-    code, err = start_and_signal(run_dir, signal.SIGTERM, after_rows=1, delay_s=0.15)
-    assert code == 143 and "resume=true" in err
+    code, err = start_and_signal(run_dir, sig, after_rows=1, delay_s=0.15)
+    assert code == exit_code and f"stopped by {name}; continue with the same command plus resume=true" in err
     assert results(run_dir)["status"] == "interrupted"
     ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
     assert ckpt["global_step"] > 0
