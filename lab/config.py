@@ -1,6 +1,7 @@
 """Config checks that run before any data is touched, and the resolvers conf/ uses.
 
 Each rule names the key, the allowed range and an example, so a typo costs one line, not a traceback."""
+import difflib
 import math
 import os
 from pathlib import Path
@@ -123,12 +124,53 @@ def check_unknown_keys(cfg) -> None:
                               f"a key added with + or ++ that lab does not read would be silently ignored")
 
 
+# Groups that become a call of their _target_: each key must be one of its keyword arguments, or lab's own
+# (the scheduler's interval). Caught here, a typo costs one line before any data is loaded, not a traceback
+# from inside fit.
+CALLED_GROUPS = {"optimizer": {"params"}, "scheduler": {"interval", "optimizer"}, "trainer": set(), "logger": set()}
+HYDRA_KEYS = {"_target_", "_partial_", "_recursive_", "_convert_", "_args_"}
+
+
+def check_call_arguments(cfg) -> None:
+    import inspect
+
+    from hydra.utils import get_class
+
+    for group, lab_keys in CALLED_GROUPS.items():
+        node = cfg.get(group)
+        if not node or not node.get("_target_"):
+            continue
+        try:
+            parameters = inspect.signature(get_class(node._target_)).parameters
+        except Exception:
+            raise ConfigError(f"{group}._target_={node._target_} cannot be imported: check its spelling") from None
+        if any(p.kind == p.VAR_KEYWORD for p in parameters.values()):
+            continue
+        unknown = sorted(set(node.keys()) - HYDRA_KEYS - lab_keys - set(parameters))
+        if unknown:
+            names = [k for k in parameters if k not in lab_keys and k != "self"]
+            close = difflib.get_close_matches(unknown[0], names, n=3)
+            hint = f"did you mean {' or '.join(close)}?" if close else f"its arguments: {', '.join(names)}"
+            raise ConfigError(f"{group}.{unknown[0]} is not an argument of {node._target_} ({hint}): check its "
+                              f"spelling, or drop the override")
+
+
+def check_accelerator(cfg) -> None:
+    import torch
+
+    if cfg.trainer.get("accelerator") in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"trainer.accelerator={cfg.trainer.accelerator} but torch sees no CUDA GPU here "
+                          f"(torch {torch.__version__}): use trainer=cpu, or trainer.accelerator=auto")
+
+
 def validate(cfg) -> None:
-    """Raise ConfigError for an unknown key, the first value outside its allowed range, or a distill run
-    with no teacher."""
+    """Raise ConfigError for an unknown key, the first value outside its allowed range, a GPU run without a
+    GPU, or a distill run with no teacher."""
     from lab.distill import check_distill_config
 
     check_unknown_keys(cfg)
+    check_call_arguments(cfg)
+    check_accelerator(cfg)
     check_distill_config(cfg.get("distill"))
     for key, ok, allowed, *fix in RULES:
         value = OmegaConf.select(cfg, key, default=None)

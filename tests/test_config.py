@@ -1,4 +1,5 @@
 import pytest
+import torch
 
 from lab.config import ConfigError, validate
 from tests.conftest import CONF, compose, run_train
@@ -15,6 +16,10 @@ def test_every_group_option_composes_and_passes_the_checks(group, option):
     teacher = ["distill.teacher_ckpt=teacher.ckpt"] if group == "distill" and option != "none" else []
     cfg = compose([f"{group}={option}", *teacher])
     assert cfg.hydra.runtime.choices[group] == option
+    if (group, option) == ("trainer", "gpu") and not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match=r"trainer\.accelerator=gpu but torch sees no CUDA GPU.*trainer=cpu"):
+            validate(cfg)
+        return
     validate(cfg)
 
 
@@ -74,6 +79,17 @@ def test_unknown_group_option_lists_the_choices(tmp_path):
 def test_a_key_lab_would_ignore_is_refused_by_name(override, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.") + r" is not a lab setting \(known: "):
         validate(compose([override]))
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (["+optimizer.lrr=0.1"], r"optimizer\.lrr is not an argument of torch\.optim\.SGD \(did you mean lr\?\)"),
+    (["optimizer=adam", "+optimizer.momentum=0.9"], r"optimizer\.momentum is not an argument of torch\.optim\.Adam"),
+    (["+trainer.max_epoch=3"], r"trainer\.max_epoch is not an argument of .*Trainer \(did you mean max_epochs"),
+    (["scheduler=multistep", "+scheduler.milestone=[5]"], r"scheduler\.milestone .*did you mean milestones"),
+])
+def test_a_key_its_target_does_not_take_is_refused_before_any_data(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        validate(compose(overrides))
 
 
 def test_fix_for_an_added_trainer_key_is_to_drop_it():
