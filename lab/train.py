@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from lab.checkpoint import CheckpointError
 from lab.config import ConfigError, register_resolvers, validate
 from lab.dataset.errors import DataError
+from lab.resume import check_resume
 from lab.run_files import FINISHED, git_commit, read_results, write_json
 from lab.sweep import claim_gpu
 
@@ -128,6 +129,8 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
     # A SLURM job requeued after preemption/timeout (submitit) runs the same command again: resume it.
     resume = cfg.resume or int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) > 0
     done = read_results(run_dir) if resume else None
+    if resume:
+        check_resume(cfg, run_dir, done)
     if done and done.get("status") in FINISHED:
         return report_finished(cfg, run_dir, done)
     claim_gpu(cfg.get("gpu_pool"))

@@ -65,6 +65,10 @@ def test_resume_continues_an_unfinished_run_from_last_ckpt(tmp_path):
     assert run_train(*common, "trainer.max_epochs=1").returncode == 0
     first_row = (run_dir / "metrics.csv").read_text().splitlines()[1]
     (run_dir / "results.json").unlink()  # as if killed after its first epoch
+    # Another lr would continue the run with the checkpoint's optimizer state under a config that says otherwise.
+    refused = run_train(*common, "trainer.max_epochs=2", "optimizer.lr=0.001", "resume=true")
+    assert refused.returncode == 2 and "was trained with other settings (optimizer.lr: 0.03 -> 0.001)" in refused.stderr
+    assert "lr: 0.03" in (run_dir / ".hydra" / "config.yaml").read_text()  # the run's own record, put back
     proc = run_train(*common, "trainer.max_epochs=2", "resume=true")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "epoch 0 " not in proc.stderr and "epoch 1 " in proc.stderr
@@ -74,6 +78,7 @@ def test_resume_continues_an_unfinished_run_from_last_ckpt(tmp_path):
     again = run_train(*common, "trainer.max_epochs=3", "resume=true")
     assert again.returncode == 0 and "epoch 2 " not in again.stderr
     assert "does not extend a finished run" in again.stderr
+    assert "max_epochs: 2" in (run_dir / ".hydra" / "config.yaml").read_text()  # not the 3 of this command
     assert again.stdout.startswith(f"Model Accuracy: {results(run_dir)['test_acc']:.4f}\n")
 
 
