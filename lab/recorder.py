@@ -51,7 +51,8 @@ class EpochRecorder(pl.Callback):
     Rows already in metrics.csv from before a resume are kept; rows of epochs that are replayed are
     replaced, so an interrupted-and-resumed run ends with the same rows as an uninterrupted one."""
 
-    def __init__(self, run_dir: Path, extra_columns=(), started_at: float | None = None):
+    def __init__(self, run_dir: Path, extra_columns=(), started_at: float | None = None,
+                 segment_started_at: float | None = None):
         self.path = Path(run_dir) / "metrics.csv"
         self.columns = METRIC_COLUMNS + list(extra_columns)
         self.diverged_epoch = None
@@ -60,6 +61,10 @@ class EpochRecorder(pl.Callback):
         self.started_at = started_at or process_start_time()
         self.train_images = 0
         self.train_time_s = 0.0
+        # Wall time of the run before this process resumed it (up to its last checkpoint), so a resumed run's
+        # total time is the whole run's: time lost after that checkpoint is work the run did not keep.
+        self.segment_started_at = segment_started_at or time.time()
+        self.earlier_segments_s = 0.0
 
     def sync_time(self, trainer) -> float:
         if trainer.strategy.root_device.type == "cuda":
@@ -74,10 +79,12 @@ class EpochRecorder(pl.Callback):
         self.epoch_start = self.phase_start = self.sync_time(trainer)
 
     def state_dict(self) -> dict:
-        return {"train_time_s": self.train_time_s, "train_images": self.train_images}
+        elapsed = self.earlier_segments_s + time.time() - self.segment_started_at
+        return {"train_time_s": self.train_time_s, "train_images": self.train_images, "elapsed_s": elapsed}
 
     def load_state_dict(self, state: dict) -> None:
         self.train_time_s, self.train_images = state["train_time_s"], state["train_images"]
+        self.earlier_segments_s = state.get("elapsed_s", 0.0)  # checkpoints before this key: unknown, 0
 
     def on_exception(self, trainer, pl_module, exception):
         # SIGTERM (preemption, scancel, SLURM time limit; Ctrl-C sends it too, lab/trainer.py): Lightning

@@ -41,7 +41,7 @@ def use_channels_last(cfg: DictConfig) -> bool:
     return cfg.model.channels_last
 
 
-def build_run(cfg: DictConfig, run_dir: Path, started_at: float):
+def build_run(cfg: DictConfig, run_dir: Path, job_start: float | None, started_at: float | None = None):
     """Everything fit() needs: module, datamodule, trainer and the epoch recorder."""
     import pytorch_lightning as pl
 
@@ -71,7 +71,7 @@ def build_run(cfg: DictConfig, run_dir: Path, started_at: float):
                         compile_net=cfg.model.compile)
     datamodule = DataModule(data, cfg.dataset.batch_size, cfg.dataset.augment, cfg.seed, channels_last)
     extra_columns = ["train_ce", "train_distill"] if distiller is not None else []
-    recorder = EpochRecorder(run_dir, extra_columns, started_at)
+    recorder = EpochRecorder(run_dir, extra_columns, job_start, segment_started_at=started_at)
     trainer = build_trainer(cfg, run_dir, [recorder])
     return module, datamodule, trainer, recorder
 
@@ -142,7 +142,7 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
     global FIRST_JOB_IN_PROCESS
     job_start = None if FIRST_JOB_IN_PROCESS else started_at
     FIRST_JOB_IN_PROCESS = False
-    module, datamodule, trainer, recorder = build_run(cfg, run_dir, job_start)
+    module, datamodule, trainer, recorder = build_run(cfg, run_dir, job_start, started_at)
     last_ckpt = run_dir / "checkpoints" / "last.ckpt"
     resume_from = str(last_ckpt) if resume and last_ckpt.exists() else None
     if resume_from:
@@ -154,12 +154,14 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
     # Read before testing: trainer.test(ckpt_path=best) restores callback state (EpochRecorder's totals).
     results = dict(status="ok", test_acc=None, diverged_epoch=recorder.diverged_epoch,
                    **run_facts(trainer, module, recorder))
+    earlier_segments_s = recorder.earlier_segments_s  # a resumed run's time before this process
     if recorder.diverged_epoch is not None:
         results["status"] = "diverged"
         log.warning(f"loss became NaN/inf in epoch {recorder.diverged_epoch}: stopped, status diverged")
     else:
         results.update(evaluate(cfg, trainer, module, datamodule))
-    results.update(total_time_s=round(time.perf_counter() - start, 3), started_at=round(started_at, 3),
+    results.update(total_time_s=round(earlier_segments_s + time.perf_counter() - start, 3),
+                   started_at=round(started_at, 3),
                    finished_at=round(time.time(), 3))
     if trainer.is_global_zero:
         save_results(cfg, run_dir, results)

@@ -2,6 +2,7 @@
 import csv
 
 import pytest
+import torch
 
 from tests.conftest import TINY, compose, results, run_train
 
@@ -69,9 +70,13 @@ def test_resume_continues_an_unfinished_run_from_last_ckpt(tmp_path):
     refused = run_train(*common, "trainer.max_epochs=2", "optimizer.lr=0.001", "resume=true")
     assert refused.returncode == 2 and "was trained with other settings (optimizer.lr: 0.03 -> 0.001)" in refused.stderr
     assert "lr: 0.03" in (run_dir / ".hydra" / "config.yaml").read_text()  # the run's own record, put back
+    before = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["callbacks"]["EpochRecorder"]
     proc = run_train(*common, "trainer.max_epochs=2", "resume=true")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "epoch 0 " not in proc.stderr and "epoch 1 " in proc.stderr
+    # Total time is the whole run's: the first process's time up to its checkpoint, plus this one's.
+    res = results(run_dir)
+    assert res["total_time_s"] == pytest.approx(before["elapsed_s"] + res["finished_at"] - res["started_at"], abs=0.3)
     lines = (run_dir / "metrics.csv").read_text().splitlines()
     assert len(lines) == 3 and lines[1] == first_row and results(run_dir)["epochs"] == 2
     # Finished now: resume=true trains nothing, reprints its result and says a longer run is a new run.
