@@ -96,3 +96,17 @@ def test_fix_for_an_added_trainer_key_is_to_drop_it():
     with pytest.raises(ConfigError, match=r"drop the \+trainer\.check_val_every_n_epoch override"):
         validate(compose(["+trainer.check_val_every_n_epoch=2"]))
 
+
+
+def test_milestones_the_run_never_reaches_are_warned_about(caplog):
+    from types import SimpleNamespace
+
+    from lab.scheduler import build_scheduler
+
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+    cfg = compose(["scheduler=multistep"]).scheduler  # milestones [30, 40]
+    build_scheduler(cfg, optimizer, SimpleNamespace(max_epochs=35))
+    assert "scheduler.milestones [40] are not before trainer.max_epochs=35" in caplog.text
+    caplog.clear()
+    build_scheduler(cfg, optimizer, SimpleNamespace(max_epochs=50))
+    assert "milestones" not in caplog.text
