@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.trainer.states import TrainerFn
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from lab.run_files import METRIC_COLUMNS, write_atomic
@@ -89,7 +90,9 @@ class EpochRecorder(pl.Callback):
     def on_exception(self, trainer, pl_module, exception):
         # SIGTERM (preemption, scancel, SLURM time limit; Ctrl-C sends it too, lab/trainer.py): Lightning
         # stops after the current batch; keep the progress so resume=true continues from this very batch.
-        if isinstance(exception, SIGTERMException) and not trainer.sanity_checking:
+        # Not while testing: the module may then hold best.ckpt's weights, which must not become last.ckpt.
+        fitting = trainer.state.fn == TrainerFn.FITTING and not trainer.sanity_checking
+        if isinstance(exception, SIGTERMException) and fitting:
             path = self.path.parent / "checkpoints" / "last.ckpt"
             save_checkpoint_atomic(trainer, path)
             log.warning(f"stopping: saved {path} at epoch {trainer.current_epoch}, batch "
