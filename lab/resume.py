@@ -80,4 +80,3 @@ def check_resume(cfg, run_dir: Path, done: dict | None) -> None:
     raise ConfigError(f"resume: {run_dir} was trained with other settings ({listed}): resume it with its own "
                       f"(its checkpoints/last.ckpt holds them), or start a new run in another dir (or delete "
                       f"its checkpoints/ to train it again with these)")
-
