@@ -1,4 +1,5 @@
 """python -m lab.eval ckpt_path=PATH [dataset=NAME dataset.root=PATH]: score a checkpoint on a test set.
+PATH is a .ckpt file or a run dir of lab.train (its checkpoints/best.ckpt is scored).
 
 Writes eval.json (test_acc, test_acc_top5, per_class_acc keyed by class name) and confusion_matrix.png to
 the output dir. The test set is the checkpoint's own dataset config unless dataset=... is given; images get
@@ -22,10 +23,21 @@ USER_ERRORS = (CheckpointError, ConfigError, DataError)
 
 
 def checkpoint_path(cfg, command: str) -> Path:
+    """ckpt_path as given, or RUN_DIR/checkpoints/best.ckpt when it names a run dir."""
     if not cfg.get("ckpt_path"):
         raise ConfigError(f"ckpt_path is not set: python -m {command} ckpt_path=outputs/DATE/TIME/checkpoints/"
-                          f"best.ckpt (lab.train writes best.ckpt and last.ckpt in its run dir)")
-    return Path(str(cfg.ckpt_path)).expanduser()
+                          f"best.ckpt or ckpt_path=outputs/DATE/TIME (lab.train writes best.ckpt and last.ckpt "
+                          f"in its run dir)")
+    path = Path(str(cfg.ckpt_path)).expanduser()
+    if not path.is_dir():
+        return path
+    best = path / "checkpoints" / "best.ckpt"
+    if not best.is_file():
+        raise CheckpointError(f"checkpoint {best} does not exist (ckpt_path={path} is a directory, so its "
+                              f"checkpoints/best.ckpt was looked for): pass a run dir of python -m lab.train or "
+                              f"a .ckpt file")
+    log.info(f"ckpt_path={path} is a run dir: using {best}")
+    return best
 
 
 def dataset_config(cfg, hp: dict, ckpt_path: Path):

@@ -1,12 +1,12 @@
 """python -m lab.report DIR [DIR ...] [--out OUT]: tables and figures for finished sweeps and runs.
 
 A DIR is a run dir (results.json, metrics.csv, .hydra/) or a sweep dir whose subdirectories are run dirs.
-Written to OUT: summary.csv and summary.md (one row per job), summary_grouped.csv when seed is swept,
-and the figures of lab/report_figures.py. lab.sweep calls write_report at the end of every multirun.
+Written to OUT: summary.csv and summary.md (one row per job; lab/report_markdown.py), summary_grouped.csv
+when seed is swept, and the figures of lab/report_figures.py. lab.sweep calls write_report at the end of every
+multirun.
 pandas, matplotlib and torch (via lab.run_files) are imported inside functions so that --help is instant."""
 import argparse
 import logging
-import math
 import sys
 from pathlib import Path
 
@@ -18,7 +18,9 @@ NUMERIC_COLUMNS = RESULT_COLUMNS[1:]
 SEED, SOURCE = "seed", "source"
 FORMATS = {"test_acc": "{:.4f}", "test_acc_top5": "{:.4f}", "best_val_acc": "{:.4f}", "train_time_s": "{:.1f}",
            "epochs": "{:.0f}", "params": "{:,.0f}", "images_per_s": "{:.0f}"}
-BEST = " ★"
+# Values a group option sets without an override (each optimizer option has its own lr, adamw its own weight
+# decay, each dataset its batch size): a column of the tables when they differ between jobs.
+CONFIG_COLUMNS = ["optimizer.lr", "optimizer.weight_decay", "dataset.batch_size"]
 
 
 class ReportError(Exception):
@@ -128,28 +130,43 @@ def sort_key(column):
     return pd.to_numeric(column) if is_numeric(column) else column.fillna("").astype(str)
 
 
+def common_overrides(jobs: list[dict]) -> dict:
+    """The overrides every job has, with one value: what a sweep held fixed."""
+    first, *rest = [job["overrides"] for job in jobs]
+    return {k: v for k, v in first.items() if all(k in other and other[k] == v for other in rest)}
+
+
+def key_columns(table, swept: list[str]) -> list[str]:
+    """The swept keys, then the CONFIG_COLUMNS that build_table kept: the columns that tell jobs apart."""
+    return swept + [k for k in CONFIG_COLUMNS if k in table and k not in swept]
+
+
 def build_table(dirs: list[Path]):
-    """One row per job: swept keys, results, job name; sorted by the swept values. -> (table, swept keys)."""
+    """One row per job: swept keys, config values that differ, results, job name; sorted by the swept values.
+    -> (table, swept keys, {key: value} of the overrides common to every job)."""
     import pandas as pd
 
     run_dirs = [find_run_dirs(path) for path in dirs]  # every DIR checked before torch is imported
     jobs = [load_job(run_dir, source) for runs, source in zip(run_dirs, source_names(dirs)) for run_dir in runs]
     keys = list(dict.fromkeys(k for job in jobs for k in job["overrides"]))
+    configured = [k for k in CONFIG_COLUMNS if k not in keys]
     for job in jobs:  # a key one job overrides and another does not: the other ran the config's value
         job.update({k: job["overrides"].get(k, None) for k in keys})
-        job.update({k: config_value(Path(job["run_dir"]), k) for k in keys if k not in job["overrides"]})
+        job.update({k: config_value(Path(job["run_dir"]), k)
+                    for k in keys + configured if k not in job["overrides"]})
     table = pd.DataFrame([{k: v for k, v in job.items() if k != "overrides"} for job in jobs])
     swept = [k for k in keys if table[k].nunique(dropna=False) > 1]
+    configured = [k for k in configured if table[k].nunique(dropna=False) > 1]
     if len(dirs) > 1:
         swept.insert(0, SOURCE)
     for column in NUMERIC_COLUMNS:
         table[column] = pd.to_numeric(table[column], errors="coerce")
     table[["epochs", "params"]] = table[["epochs", "params"]].round().astype("Int64")  # not 2.0 next to a NaN
-    table = table[swept + RESULT_COLUMNS + ["job", "note", "run_dir"]]
+    table = table[swept + configured + RESULT_COLUMNS + ["job", "note", "run_dir"]]
     if swept:
         table = table.sort_values(swept, key=sort_key, kind="stable").reset_index(drop=True)
     table["group"] = group_ids(table, swept)
-    return table, swept
+    return table, swept, common_overrides(jobs)
 
 
 def group_ids(table, swept: list[str]) -> list[int]:
@@ -173,7 +190,7 @@ def group_over_seeds(table, swept: list[str]):
     rows = []
     for group, jobs in table.groupby("group", sort=True):
         ok = jobs[jobs.status == "ok"]
-        row = {k: jobs[k].iloc[0] for k in swept if k != SEED}
+        row = {k: jobs[k].iloc[0] for k in key_columns(table, swept) if k != SEED}
         row.update(group=group, jobs=len(jobs), ok=len(ok), status=status_counts(jobs.status),
                    seeds=" ".join(cell(SEED, s) for s in jobs[SEED]))
         for column in NUMERIC_COLUMNS:
@@ -190,53 +207,6 @@ def cell(column: str, value) -> str:
     if column in FORMATS:
         return FORMATS[column].format(value)
     return f"{value:g}" if isinstance(value, float) else str(value)
-
-
-def markdown_table(header: list[str], rows: list[list[str]], right: set[str]) -> str:
-    """GitHub markdown, written here so the report needs no tabulate; `right` columns are right-aligned."""
-    def line(cells):
-        return "| " + " | ".join(str(c).replace("|", "\\|").replace("\n", " ") for c in cells) + " |"
-    rule = "|" + "|".join("---:" if h in right else "---" for h in header) + "|"
-    return "\n".join([line(header), rule] + [line(r) for r in rows]) + "\n"
-
-
-def best_index(values):
-    return None if values.dropna().empty else values.idxmax()
-
-
-def jobs_markdown(table, swept: list[str]) -> str:
-    best = best_index(table.test_acc.where(table.status == "ok"))
-    rows = []
-    for i, job in table.iterrows():
-        status = job.status + (f": {job.note[:120]}" if job.note else "")
-        values = [cell(c, job[c]) for c in NUMERIC_COLUMNS]
-        values[0] += BEST if i == best else ""
-        rows.append([cell(k, job[k]) for k in swept] + [status] + values + [job.job])
-    return markdown_table(swept + ["status"] + NUMERIC_COLUMNS + ["job"], rows, set(NUMERIC_COLUMNS))
-
-
-def grouped_markdown(grouped, swept: list[str]) -> str:
-    keys = [k for k in swept if k != SEED]
-    best = best_index(grouped.test_acc_mean)
-    rows = []
-    for i, group in grouped.iterrows():
-        values = [cell(c, group[f"{c}_mean"]) + ("" if math.isnan(group[f"{c}_std"]) else
-                  " ± " + cell(c, group[f"{c}_std"])) for c in NUMERIC_COLUMNS]
-        values[0] += BEST if i == best else ""
-        rows.append([cell(k, group[k]) for k in keys] + [group.seeds, group.status] + values)
-    return markdown_table(keys + ["seeds", "jobs"] + NUMERIC_COLUMNS, rows, set(NUMERIC_COLUMNS))
-
-
-def summary_markdown(table, grouped, swept: list[str], dirs, figures: list[Path]) -> str:
-    text = [f"# Report: {', '.join(str(d) for d in dirs)}\n",
-            f"{len(table)} jobs: {status_counts(table.status)}. Swept: {', '.join(swept) or 'nothing'}. "
-            f"{BEST.strip()} marks the best test_acc.\n"]
-    if grouped is not None:
-        text += ["## Mean ± std over seeds (ok jobs only; sample std)\n", grouped_markdown(grouped, swept)]
-        text.append("## Jobs\n")
-    text.append(jobs_markdown(table, swept))
-    text += [f"\n![{path.stem}]({path.name})" for path in figures]
-    return "\n".join(text) + "\n"
 
 
 def per_class_table(table):
@@ -258,8 +228,9 @@ def write_report(dirs, out) -> dict:
 
     Returns {"table": per-job DataFrame, "grouped": DataFrame over seeds or None, "swept": keys, "files": paths}."""
     dirs, out = [Path(d) for d in dirs], Path(out)
-    table, swept = build_table(dirs)
+    table, swept, fixed = build_table(dirs)
     from lab.report_figures import write_figures
+    from lab.report_markdown import summary_markdown
     from lab.run_files import write_atomic
 
     grouped = group_over_seeds(table, swept) if SEED in swept else None
@@ -274,10 +245,9 @@ def write_report(dirs, out) -> dict:
         files.append(out / "summary_grouped.csv")
         write_atomic(files[-1], grouped.drop(columns=["group"]).to_csv(index=False))
     # Tables first: lab.sweep logs a failing figure and goes on, and the numbers should be there by then.
-    numeric = [k for k in swept if k not in (SEED, SOURCE) and is_numeric(table[k])]
-    figures = write_figures(table, swept, numeric, out)
+    figures = write_figures(table, swept, out)
     files.append(out / "summary.md")
-    write_atomic(files[-1], summary_markdown(table, grouped, swept, dirs, figures))
+    write_atomic(files[-1], summary_markdown(table, grouped, swept, fixed, dirs, figures))
     log.info(f"report: {len(table)} jobs ({status_counts(table.status)}) -> {out}")
     return {"table": table, "grouped": grouped, "swept": swept, "files": files + figures}
 

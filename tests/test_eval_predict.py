@@ -3,6 +3,7 @@
 The run's classes are arrows pointing left, right, up and down, where "right" is the mirror image of
 "left": with the imagefolder defaults (no flip) a short run must tell them apart."""
 import json
+import logging
 
 import pytest
 
@@ -109,6 +110,21 @@ def test_eval_refuses_other_classes_and_missing_checkpoints(trained, tmp_path):
                                           f"paths.data_dir={tmp_path / 'data'}"], tmp_path)
     with pytest.raises(CheckpointError, match="nothing.ckpt does not exist"):
         run_in_process(evaluate, "eval", [f"ckpt_path={tmp_path / 'nothing.ckpt'}"], tmp_path)
+
+
+def test_eval_takes_a_run_dir_for_its_best_checkpoint(trained, tmp_path, caplog):
+    from lab.eval import evaluate
+
+    _, run_dir, env = trained
+    best = run_dir / "checkpoints" / "best.ckpt"
+    with caplog.at_level(logging.INFO, logger="lab"):
+        result = run_in_process(evaluate, "eval", [f"ckpt_path={run_dir}"], tmp_path)
+    assert result["ckpt_path"] == str(best)
+    assert f"{run_dir} is a run dir: using {best}" in caplog.text
+    (tmp_path / "not_a_run").mkdir()
+    proc = run_module("lab.eval", f"ckpt_path={tmp_path / 'not_a_run'}", f"hydra.run.dir={tmp_path / 'eval'}",
+                      env=env)
+    assert_one_line_error(proc, str(tmp_path / "not_a_run" / "checkpoints" / "best.ckpt"), "does not exist")
 
 
 def test_predict_refuses_unreadable_images_and_bad_top_k(trained, tmp_path):

@@ -97,6 +97,29 @@ def test_seed_sweep_is_grouped_with_mean_and_sample_std(tmp_path):
     assert not (tmp_path / "acc_vs_seed.png").exists()
 
 
+def test_optimizer_sweep_records_what_was_fixed_and_the_lr_each_job_used(tmp_path):
+    """+experiment=optimizers: each option brings its own lr, so no job's overrides name one."""
+    for name, lr in (("sgd", "0.03"), ("adam", "1e-3"), ("adagrad", "1e-2")):
+        make_run(tmp_path / f"optimizer={name}", [f"optimizer={name}", "dataset=digits", "trainer.max_epochs=2",
+                                                  "model.base_width=16"],
+                 config=f"seed: 42\noptimizer:\n  lr: {lr}\n  weight_decay: 0.0\n")
+    write_report([tmp_path], tmp_path)
+    summary = pd.read_csv(tmp_path / "summary.csv")
+    assert list(summary.columns) == ["optimizer", "optimizer.lr"] + JOB_COLUMNS  # weight_decay is the same
+    assert list(zip(summary.optimizer, summary["optimizer.lr"])) == [("adagrad", 0.01), ("adam", 0.001),
+                                                                     ("sgd", 0.03)]
+    text = (tmp_path / "summary.md").read_text()
+    assert "Swept: optimizer." in text
+    assert "\nFixed: dataset=digits trainer.max_epochs=2 model.base_width=16\n" in text
+    assert md_rows(text)[0].startswith("| adagrad | 0.01 | ok | 0.5000 ")
+
+
+def test_fixed_lists_only_the_overrides_every_job_shares(lr_sweep):
+    make_run(lr_sweep / "optimizer.lr=0.5", ["optimizer.lr=0.5", "dataset=digits", "trainer.max_epochs=2"])
+    write_report([lr_sweep], lr_sweep)
+    assert "\nFixed: dataset=digits\n" in (lr_sweep / "summary.md").read_text()
+
+
 def test_categorical_sweep_gets_a_comparison_and_shows_the_failed_job(tmp_path):
     for name, acc in (("sgd", 0.9), ("adam", 0.85)):
         make_run(tmp_path / f"optimizer={name}", [f"optimizer={name}"], test_acc=acc)
