@@ -163,6 +163,36 @@ def check_accelerator(cfg) -> None:
                           f"(torch {torch.__version__}): use trainer=cpu, or trainer.accelerator=auto")
 
 
+def check_group_options(argv: list[str]) -> None:
+    """`dataset=digts`, `+experiment=lr_sweeep`, `model=resnet10,resnet19`: one line with the choices and the
+    closest one, where Hydra would print a 17-line composition error. Only conf/ groups are checked
+    (hydra/launcher options come from plugins); what does not parse is left to Hydra's own message."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    if any(a.startswith(("-cd", "--config-dir")) or "hydra.searchpath" in a for a in argv):
+        return  # options may come from the user's own config dirs
+    try:
+        overrides = OverridesParser.create().parse_overrides([a for a in argv if "=" in a and a[0] != "-"])
+    except Exception:
+        return
+    for override in overrides:
+        group = override.key_or_group.lstrip("+")
+        if override.is_delete() or group.split("/")[0] == "hydra" or not (CONF / group).is_dir():
+            continue
+        try:
+            values = list(override.sweep_string_iterator()) if override.is_sweep_override() else [override.value()]
+        except Exception:  # glob() needs Hydra's config loader: leave it to Hydra
+            continue
+        choices = sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+        for value in values:
+            if isinstance(value, str) and value not in choices:
+                key = ("+" if override.is_add() else "") + group
+                close = difflib.get_close_matches(value, choices, n=1)
+                hint = f"did you mean {key}={close[0]}? " if close else ""
+                raise ConfigError(f"{key}={value} is not an option of conf/{group}/ ({hint}choices: "
+                                  f"{', '.join(choices)})")
+
+
 def validate(cfg) -> None:
     """Raise ConfigError for an unknown key, the first value outside its allowed range, a GPU run without a
     GPU, or a distill run with no teacher."""

@@ -17,7 +17,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from lab.checkpoint import CheckpointError
-from lab.config import ConfigError, register_resolvers, validate
+from lab.config import ConfigError, check_group_options, register_resolvers, validate
 from lab.dataset.errors import DataError
 from lab.resume import check_resume
 from lab.run_files import FINISHED, git_commit, read_results, write_json
@@ -277,4 +277,9 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
+    try:
+        check_group_options(sys.argv[1:])
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
     main()

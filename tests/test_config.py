@@ -68,10 +68,25 @@ def test_unknown_key_is_refused_at_composition(tmp_path):
     assert proc.returncode != 0 and "optimizer.lrr" in proc.stderr and "Traceback" not in proc.stderr
 
 
-def test_unknown_group_option_lists_the_choices(tmp_path):
-    proc = run_train("model=resnet99", f"hydra.run.dir={tmp_path}")
-    assert proc.returncode != 0
-    assert "resnet99" in proc.stderr and "resnet18" in proc.stderr and "Traceback" not in proc.stderr
+def test_unknown_group_option_is_one_line_with_the_choices(tmp_path):
+    proc = run_train("-m", "model=resnet10,resnet19", f"hydra.sweep.dir={tmp_path}")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+    assert proc.stderr.startswith("error: model=resnet19 is not an option of conf/model/ (did you mean "
+                                  "model=resnet18? choices: resnet10, resnet18, resnet34, resnet50)")
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["+experiment=lr_sweeep"], "+experiment=lr_sweeep is not an option of conf/experiment/ (did you mean "
+                                "+experiment=lr_sweep?"),
+    (["dataset=digts", "optimizer.lr=0.1,0.2"], "dataset=digts is not an option"),
+])
+def test_group_option_typos_are_named_before_hydra_composes(argv, message):
+    from lab.config import check_group_options
+
+    with pytest.raises(ConfigError) as err:
+        check_group_options(argv)
+    assert str(err.value).startswith(message)
+    check_group_options(["model=resnet50", "+experiment=lr_sweep", "hydra/launcher=joblib", "~distill", "-m"])
 
 
 @pytest.mark.parametrize("override,key", [("+sed=1", "sed"), ("+model.widht=16", "model.widht"),
