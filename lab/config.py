@@ -134,14 +134,14 @@ HYDRA_KEYS = {"_target_", "_partial_", "_recursive_", "_convert_", "_args_"}
 def check_call_arguments(cfg) -> None:
     import inspect
 
-    from hydra.utils import get_class
+    from hydra.utils import get_object
 
     for group, lab_keys in CALLED_GROUPS.items():
         node = cfg.get(group)
         if not node or not node.get("_target_"):
             continue
-        try:
-            parameters = inspect.signature(get_class(node._target_)).parameters
+        try:  # a class or a factory function
+            parameters = inspect.signature(get_object(node._target_)).parameters
         except Exception:
             raise ConfigError(f"{group}._target_={node._target_} cannot be imported: check its spelling") from None
         if any(p.kind == p.VAR_KEYWORD for p in parameters.values()):
@@ -169,7 +169,7 @@ def check_group_options(argv: list[str]) -> None:
     (hydra/launcher options come from plugins); what does not parse is left to Hydra's own message."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    if any(a.startswith(("-cd", "--config-dir")) or "hydra.searchpath" in a for a in argv):
+    if any(a.startswith(("-cd", "--config-dir", "-cp", "--config-path")) or "hydra.searchpath" in a for a in argv):
         return  # options may come from the user's own config dirs
     try:
         overrides = OverridesParser.create().parse_overrides([a for a in argv if "=" in a and a[0] != "-"])

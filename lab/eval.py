@@ -1,5 +1,6 @@
 """python -m lab.eval ckpt_path=PATH [dataset=NAME dataset.root=PATH]: score a checkpoint on a test set.
-PATH is a .ckpt file or a run dir of lab.train (its checkpoints/best.ckpt is scored).
+PATH is a .ckpt file or a run dir of lab.train (its checkpoints/best.ckpt is scored; last.ckpt for a run with
+dataset.val_split=0, whose best.ckpt was picked on the test set).
 
 Writes eval.json (test_acc, test_acc_top5, per_class_acc keyed by class name) and confusion_matrix.png to
 the output dir. The test set is the checkpoint's own dataset config unless dataset=... is given; images get
@@ -15,11 +16,11 @@ from omegaconf import DictConfig, OmegaConf
 from lab.checkpoint import CheckpointError
 from lab.config import ConfigError, register_resolvers
 from lab.dataset.errors import DataError
+from lab.outcome import USER_ERRORS
 from lab.run_files import atomic_path, write_json
 
 register_resolvers()
 log = logging.getLogger("lab")
-USER_ERRORS = (CheckpointError, ConfigError, DataError)
 
 
 def checkpoint_path(cfg, command: str) -> Path:
@@ -36,6 +37,14 @@ def checkpoint_path(cfg, command: str) -> Path:
         raise CheckpointError(f"checkpoint {best} does not exist (ckpt_path={path} is a directory, so its "
                               f"checkpoints/best.ckpt was looked for): pass a run dir of python -m lab.train or "
                               f"a .ckpt file")
+    from lab.resume import trained_record
+
+    if (trained_record(best).get("config") or {}).get("dataset", {}).get("val_split") == 0:
+        # That run validated on the test set: its best.ckpt was picked on test data, so score its last epoch.
+        last = path / "checkpoints" / "last.ckpt"
+        log.info(f"ckpt_path={path} is a run dir with dataset.val_split=0: using {last} (best.ckpt was "
+                 f"picked on the test set)")
+        return last
     log.info(f"ckpt_path={path} is a run dir: using {best}")
     return best
 

@@ -21,15 +21,20 @@ MAY_DIFFER = ("resume", "trainer.max_epochs", "trainer.max_steps", "trainer.acce
               "logger", "dataset.num_workers", "model.compile")
 
 
-def trained_config(last_ckpt: Path) -> dict | None:
-    """The resolved config saved in the checkpoint's hyperparameters (mmap: the weights are not read)."""
+class ResumeRefused(ConfigError):
+    """resume=true with other settings than the run was trained with."""
+
+
+def trained_record(last_ckpt: Path) -> dict:
+    """The checkpoint's hyperparameters: the resolved `config` and the group `choices` it was trained with
+    (mmap: the weights are not read). Empty when there is no readable checkpoint."""
     if not last_ckpt.is_file():
-        return None
+        return {}
     try:
         ckpt = torch.load(last_ckpt, map_location="cpu", weights_only=True, mmap=True)
     except Exception:  # damaged: Lightning's own load reports it when training resumes
-        return None
-    return (ckpt.get("hyper_parameters") or {}).get("config")
+        return {}
+    return ckpt.get("hyper_parameters") or {}
 
 
 def flatten(node, prefix: str = "") -> dict:
@@ -50,33 +55,40 @@ def differences(trained: dict, now: dict) -> list[str]:
     return [f"{k}: {old.get(k, 'unset')} -> {new.get(k, 'unset')}" for k in changed]
 
 
-def restore_hydra_record(run_dir: Path, config: dict, overrides) -> None:
-    """Put back the run's own config.yaml and overrides.yaml (hydra.yaml keeps the latest command)."""
+def restore_hydra_record(run_dir: Path, record: dict, overrides) -> None:
+    """Put back the run's own config.yaml, overrides.yaml and, in hydra.yaml, the group choices and overrides
+    that lab.report reads (the rest of hydra.yaml keeps the latest command)."""
     hydra_dir = run_dir / ".hydra"
     if not hydra_dir.is_dir():
         return
-    write_atomic(hydra_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(config)))
+    write_atomic(hydra_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(record["config"])))
     if isinstance(overrides, list):
         write_atomic(hydra_dir / "overrides.yaml", OmegaConf.to_yaml(OmegaConf.create(overrides)))
+    hydra_yaml = hydra_dir / "hydra.yaml"
+    if hydra_yaml.is_file() and isinstance(overrides, list) and record.get("choices") is not None:
+        node = OmegaConf.load(hydra_yaml)
+        node.hydra.runtime.choices, node.hydra.overrides.task = record["choices"], overrides
+        write_atomic(hydra_yaml, OmegaConf.to_yaml(node))
 
 
-def check_resume(cfg, run_dir: Path, done: dict | None) -> None:
-    """Before anything is trained or written: refuse to continue an unfinished run with other settings;
-    for a finished run (nothing to train) warn about them. Either way the run keeps its own record."""
-    trained = trained_config(run_dir / "checkpoints" / "last.ckpt")
-    if trained is None:
+def check_resume(cfg, run_dir: Path, done: dict | None, refuse: bool = True) -> None:
+    """Before anything is trained or written: refuse (or with refuse=False, warn) to continue an unfinished
+    run with other settings; for a finished run (nothing to train) warn. Either way the run keeps its record."""
+    record = trained_record(run_dir / "checkpoints" / "last.ckpt")
+    if record.get("config") is None:
         return
     finished = bool(done) and done.get("status") in FINISHED
-    changed = differences(trained, OmegaConf.to_container(cfg, resolve=True))
+    changed = differences(record["config"], OmegaConf.to_container(cfg, resolve=True))
     if finished or changed:
-        restore_hydra_record(run_dir, trained, (done or {}).get("overrides"))
+        restore_hydra_record(run_dir, record, (done or {}).get("overrides"))
     if not changed:
         return
     listed = "; ".join(changed[:3]) + (f"; and {len(changed) - 3} more" if len(changed) > 3 else "")
-    if finished:
-        log.warning(f"resume: this command's settings differ from the finished run's ({listed}): nothing is "
-                    f"trained and {run_dir} keeps its own")
+    if finished or not refuse:
+        log.warning(f"resume: this command's settings differ from the run's ({listed}): "
+                    + ("nothing is trained" if finished else "continuing with the checkpoint's optimizer and "
+                       "scheduler state") + f", and {run_dir} keeps its own record")
         return
-    raise ConfigError(f"resume: {run_dir} was trained with other settings ({listed}): resume it with its own "
-                      f"(its checkpoints/last.ckpt holds them), or start a new run in another dir (or delete "
-                      f"its checkpoints/ to train it again with these)")
+    raise ResumeRefused(f"resume: {run_dir} was trained with other settings ({listed}): resume it with its own "
+                        f"(its checkpoints/last.ckpt holds them), or start a new run in another dir (or delete "
+                        f"its checkpoints/ to train it again with these)")

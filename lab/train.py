@@ -1,13 +1,13 @@
 """python -m lab.train: compose the config, check it, load the data once, fit, test, write results.json.
 
 The path to results: conf/train.yaml -> check (lab/config.py) -> data (lab/dataset/) -> net (lab/model.py)
--> Classifier (lab/module.py) -> Trainer (lab/trainer.py) -> run dir files (lab/run_files.py)."""
+-> Classifier (lab/module.py) -> Trainer (lab/trainer.py) -> run dir files (lab/run_files.py; a run that
+does not finish: lab/outcome.py)."""
 import logging
 import math
 import os
 import sys
 import time
-import traceback
 from pathlib import Path
 
 import hydra
@@ -16,16 +16,14 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from lab.checkpoint import CheckpointError
 from lab.config import ConfigError, check_group_options, register_resolvers, validate
-from lab.dataset.errors import DataError
+from lab.outcome import USER_ERRORS, fail, is_rank_zero, save_results, stopped
 from lab.resume import check_resume
-from lab.run_files import FINISHED, git_commit, read_results, write_json
+from lab.run_files import FINISHED, read_results
 from lab.sweep import claim_gpu
 
 register_resolvers()
 log = logging.getLogger("lab")
-USER_ERRORS = (ConfigError, DataError, CheckpointError)
 FIRST_JOB_IN_PROCESS = True
 
 
@@ -66,7 +64,7 @@ def build_run(cfg: DictConfig, run_dir: Path, job_start: float | None, started_a
     hparams = dict(model=OmegaConf.to_container(cfg.model), num_classes=data.num_classes,
                    in_channels=data.channels, image_size=data.image_size, class_names=list(data.class_names),
                    mean=list(data.mean), std=list(data.std), dataset=cfg.dataset.name,
-                   config=OmegaConf.to_container(cfg, resolve=True))
+                   config=OmegaConf.to_container(cfg, resolve=True), choices=group_choices())
     module = Classifier(net, hparams, hydra.utils.instantiate(cfg.optimizer), cfg.scheduler, distiller,
                         compile_net=cfg.model.compile)
     datamodule = DataModule(data, cfg.dataset.batch_size, cfg.dataset.augment, cfg.seed, channels_last)
@@ -74,6 +72,13 @@ def build_run(cfg: DictConfig, run_dir: Path, job_start: float | None, started_a
     recorder = EpochRecorder(run_dir, extra_columns, job_start, segment_started_at=started_at)
     trainer = build_trainer(cfg, run_dir, [recorder])
     return module, datamodule, trainer, recorder
+
+
+def group_choices() -> dict | None:
+    """{group: option} of this run (lab.resume puts them back into a resumed run's hydra.yaml)."""
+    if not HydraConfig.initialized():
+        return None
+    return OmegaConf.to_container(HydraConfig.get().runtime.choices)
 
 
 def score_test_set(trainer, module, datamodule, ckpt_path=None) -> dict:
@@ -95,21 +100,18 @@ def per_class_scores(class_names, accuracy: torch.Tensor, test_labels: torch.Ten
 
 def evaluate(cfg, trainer, module, datamodule) -> dict:
     """Test the last weights and, when validation is a held-out split, the best-validation checkpoint.
-    With val_split=0 the "best" checkpoint was picked on the test set, so its test accuracy is not reported."""
+    With val_split=0 the "best" checkpoint was picked on the test set: neither its accuracy nor that
+    validation (test) peak is reported."""
     last = score_test_set(trainer, module, datamodule)
     checkpoint = trainer.checkpoint_callback
     best_path = checkpoint.best_model_path if checkpoint else ""
+    held_out = cfg.dataset.val_split > 0  # else "val" is the test set: its best epoch is picked on test data
     scores = dict(last, test_acc_last=last["test_acc"], test_acc_best=None,
-                  best_val_acc=float(checkpoint.best_model_score) if best_path else None)
-    if best_path and cfg.dataset.val_split > 0:
+                  best_val_acc=float(checkpoint.best_model_score) if best_path and held_out else None)
+    if best_path and held_out:
         best = score_test_set(trainer, module, datamodule, ckpt_path=best_path)
         scores.update(best, test_acc_best=best["test_acc"])
     return scores
-
-
-def is_rank_zero() -> bool:
-    # DDP children are re-executed copies of this command; only rank 0 writes run files.
-    return os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"
 
 
 def refuse_ddp_in_sweeps(cfg: DictConfig) -> None:
@@ -124,16 +126,22 @@ def refuse_ddp_in_sweeps(cfg: DictConfig) -> None:
 
 
 def train(cfg: DictConfig, run_dir: Path) -> float:
+    # A SLURM job requeued after preemption/timeout (submitit) runs the same command again: resume it.
+    requeued = int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) > 0
+    resume = cfg.resume or requeued
+    done = read_results(run_dir) if resume else None
+    if done and done.get("status") in FINISHED:  # nothing to train, so nothing may fail it now
+        check_resume(cfg, run_dir, done, refuse=False)
+        return report_finished(cfg, run_dir, done)
+    claim_gpu(cfg.get("gpu_pool"))  # before any CUDA call: CUDA reads CUDA_VISIBLE_DEVICES only once
     validate(cfg)
     refuse_ddp_in_sweeps(cfg)
-    # A SLURM job requeued after preemption/timeout (submitit) runs the same command again: resume it.
-    resume = cfg.resume or int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) > 0
-    done = read_results(run_dir) if resume else None
-    if resume:
-        check_resume(cfg, run_dir, done)
-    if done and done.get("status") in FINISHED:
-        return report_finished(cfg, run_dir, done)
-    claim_gpu(cfg.get("gpu_pool"))
+    if resume:  # a requeued job runs its own command: a difference there comes from changed code or conf
+        check_resume(cfg, run_dir, done, refuse=not requeued)
+    return fit_and_test(cfg, run_dir, resume)
+
+
+def fit_and_test(cfg: DictConfig, run_dir: Path, resume: bool) -> float:
     start, started_at = time.perf_counter(), time.time()
     if is_rank_zero():  # replaces an old "ok" from an earlier run here: a kill now must not read as finished
         save_results(cfg, run_dir, dict(status="running", test_acc=None))
@@ -201,56 +209,6 @@ def run_facts(trainer, module, recorder) -> dict:
                 teacher_val_acc=getattr(module.distiller, "val_acc", None))
 
 
-def save_results(cfg, run_dir: Path, results: dict) -> None:
-    try:
-        overrides = list(HydraConfig.get().overrides.task)
-    except ValueError:  # called outside Hydra (tests)
-        overrides = []
-    results = dict(results, seed=cfg.seed, overrides=overrides, git_commit=git_commit(),
-                   model=cfg.model.name, dataset=cfg.dataset.name)
-    write_json(run_dir / "results.json", results)
-
-
-def log_file_only(text: str) -> None:
-    """The traceback goes to the run's log file (Hydra's file handler), not to the console."""
-    for handler in logging.getLogger().handlers:
-        if isinstance(handler, logging.FileHandler):
-            handler.stream.write(text)
-            handler.flush()
-
-
-def error_line(err: BaseException, limit: int = 300) -> str:
-    """An unexpected error as one line that keeps its cause: Hydra's "Error in call to target 'X':" and
-    torch's "Error(s) in loading state_dict for Classifier:" put the reason on the lines after the colon."""
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    text = lines[0] if lines else ""
-    if text.endswith(":") and len(lines) > 1:
-        text = f"{text} {lines[1]}"
-    line = f"{type(err).__name__}: {text}"
-    return line if len(line) <= limit else line[: limit - 3] + "..."
-
-
-def fail(cfg, run_dir: Path, err: Exception) -> str:
-    """Record a failed run: one line for the user, the traceback in the run's log file."""
-    if isinstance(err, USER_ERRORS):
-        message = str(err)
-    else:
-        log_file_only("".join(traceback.format_exception(err)))
-        message = error_line(err)
-    if is_rank_zero():
-        save_results(cfg, run_dir, dict(status="failed", error=message, test_acc=None))
-    return message
-
-
-def stopped(cfg, run_dir: Path, by: str) -> None:
-    """SIGTERM or Ctrl-C: record the run as interrupted and say how to continue it."""
-    if is_rank_zero():
-        save_results(cfg, run_dir, dict(status="interrupted", test_acc=None))
-    log.error(f"stopped by {by}; continue with the same command plus resume=true "
-              f"(hydra.run.dir={run_dir} for a single run)")
-    sys.exit(130 if by == "Ctrl-C" else 143)  # 128 + the signal's number, as a shell reports it
-
-
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float:
     hydra_cfg = HydraConfig.get()
@@ -261,15 +219,21 @@ def main(cfg: DictConfig) -> float:
 
     try:
         with ctrl_c_stops_after_the_batch():
-            return train(cfg, run_dir)
-    except (SIGTERMException, KeyboardInterrupt, SystemExit) as err:
-        # Lightning turns a KeyboardInterrupt inside fit/test into sys.exit(1); any other exit is not ours.
-        # (SIGTERMException is a SystemExit too.)
-        if isinstance(err, SystemExit) and not isinstance(err, SIGTERMException) and STOPPED_BY["signal"] is None:
+            accuracy = train(cfg, run_dir)
+    except SIGTERMException:  # a SystemExit
+        stopped(cfg, run_dir, STOPPED_BY["signal"] or "SIGTERM")
+    except SystemExit:
+        if STOPPED_BY["signal"] is None:  # Lightning exits 1 on a KeyboardInterrupt; other exits are not ours
             raise
-        stopped(cfg, run_dir, STOPPED_BY["signal"] or ("SIGTERM" if isinstance(err, SIGTERMException) else "Ctrl-C"))
+        stopped(cfg, run_dir, STOPPED_BY["signal"])
+    except KeyboardInterrupt:
+        stopped(cfg, run_dir, "Ctrl-C")
     except Exception as err:
         message, user_error = fail(cfg, run_dir, err), isinstance(err, USER_ERRORS)
+    else:
+        if STOPPED_BY["signal"]:  # pressed where Lightning does not stop early (a last batch): stop the sweep
+            stopped(cfg, run_dir, STOPPED_BY["signal"])
+        return accuracy
     log.error(f"error: {message} [run dir {run_dir}]")
     if hydra_cfg.mode == RunMode.MULTIRUN:
         return math.nan  # the sweep goes on; lab.sweep names the failed jobs and exits non-zero at the end

@@ -3,6 +3,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import warnings
 from contextlib import contextmanager
 from functools import cache
@@ -96,6 +97,10 @@ def ctrl_c_stops_after_the_batch():
             STOPPED_BY["signal"] = "Ctrl-C"
             raise KeyboardInterrupt
 
+    STOPPED_BY["signal"] = None  # a new job (the basic launcher runs a sweep's jobs in one process)
+    if threading.current_thread() is not threading.main_thread():  # signal handlers live in the main thread
+        yield
+        return
     previous = signal.signal(signal.SIGINT, on_ctrl_c)
     try:
         yield

@@ -112,7 +112,6 @@ def test_fix_for_an_added_trainer_key_is_to_drop_it():
         validate(compose(["+trainer.check_val_every_n_epoch=2"]))
 
 
-
 def test_milestones_the_run_never_reaches_are_warned_about(caplog):
     from types import SimpleNamespace
 

@@ -218,3 +218,10 @@ def test_gtsrb_validation_holds_out_whole_tracks(tmp_path):
     held_out = tracks(data.val_images)
     assert len(data.val_labels) == 4 * len(held_out) >= round(0.1 * 43 * 12)  # whole tracks, enough of them
     assert not held_out & tracks(data.train_images)
+
+
+def test_few_groups_fall_back_to_a_plain_split():
+    from lab.dataset import group_split
+
+    train, val = group_split(torch.zeros(20, dtype=torch.long), 4, seed=0)  # one group: it cannot be split
+    assert len(val) == 4 and len(train) == 16

@@ -29,3 +29,23 @@ def test_sigterm_saves_last_ckpt_while_fitting_but_not_while_testing(tmp_path):
                                   save_checkpoint=lambda path: (saved.append(fn), open(path, "w").close()))
         EpochRecorder(tmp_path).on_exception(trainer, None, SIGTERMException())
     assert saved == [TrainerFn.FITTING] and (tmp_path / "checkpoints" / "last.ckpt").exists()
+
+
+def test_a_failure_or_a_stop_never_replaces_a_finished_runs_results(tmp_path):
+    # resume=true on a finished run from another machine (trainer=gpu without one) or a Ctrl-C while it
+    # reports: nothing was trained, so the results must stay.
+    import pytest
+
+    from lab.config import ConfigError
+    from lab.outcome import fail, stopped
+    from lab.run_files import read_results, write_json
+    from tests.conftest import compose
+
+    write_json(tmp_path / "results.json", {"status": "ok", "test_acc": 0.9})
+    assert "no CUDA GPU" in fail(compose(), tmp_path, ConfigError("trainer.accelerator=gpu but ... no CUDA GPU"))
+    with pytest.raises(SystemExit):
+        stopped(compose(), tmp_path, "Ctrl-C")
+    assert read_results(tmp_path) == {"status": "ok", "test_acc": 0.9}
+    write_json(tmp_path / "results.json", {"status": "interrupted", "test_acc": None})
+    fail(compose(), tmp_path, ConfigError("bad"))
+    assert read_results(tmp_path)["status"] == "failed"  # an unfinished run is marked, so a sweep names it

@@ -80,10 +80,14 @@ def test_resume_continues_an_unfinished_run_from_last_ckpt(tmp_path):
     lines = (run_dir / "metrics.csv").read_text().splitlines()
     assert len(lines) == 3 and lines[1] == first_row and results(run_dir)["epochs"] == 2
     # Finished now: resume=true trains nothing, reprints its result and says a longer run is a new run.
-    again = run_train(*common, "trainer.max_epochs=3", "resume=true")
+    again = run_train(*common, "trainer.max_epochs=3", "optimizer=adam", "resume=true")
     assert again.returncode == 0 and "epoch 2 " not in again.stderr
     assert "does not extend a finished run" in again.stderr
-    assert "max_epochs: 2" in (run_dir / ".hydra" / "config.yaml").read_text()  # not the 3 of this command
+    assert "settings differ from the run's (optimizer._target_: torch.optim.SGD -> torch.optim.Adam" in again.stderr
+    record = (run_dir / ".hydra" / "config.yaml").read_text()
+    assert "max_epochs: 2" in record and "torch.optim.SGD" in record  # not this command's 3 and Adam
+    assert "optimizer: sgd" in (run_dir / ".hydra" / "hydra.yaml").read_text()  # the choices lab.report reads
+    assert results(run_dir)["status"] == "ok"
     assert again.stdout.startswith(f"Model Accuracy: {results(run_dir)['test_acc']:.4f}\n")
 
 

@@ -53,7 +53,7 @@ def test_a_class_without_test_images_has_no_per_class_accuracy():
 
 
 def test_error_line_keeps_the_cause_that_follows_a_colon():
-    from lab.train import error_line
+    from lab.outcome import error_line
 
     err = RuntimeError("Error(s) in loading state_dict for Classifier:\n\tsize mismatch for net.fc.weight")
     assert error_line(err) == ("RuntimeError: Error(s) in loading state_dict for Classifier: "

@@ -62,8 +62,11 @@ def fixed_split(n: int, n_test: int, seed: int) -> tuple[torch.Tensor, torch.Ten
 
 def group_split(groups: torch.Tensor, n_test: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Like fixed_split, but whole groups: groups in a seeded random order go to the held-out side until it
-    has at least n_test images (one group too many rather than one too few)."""
+    has at least n_test images (one group too many rather than one too few). With under 10 groups whole
+    groups cannot come close to n_test: fixed_split then."""
     ids, group_of_image = groups.unique(return_inverse=True)
+    if len(ids) < 10:
+        return fixed_split(len(groups), n_test, seed)
     order = torch.randperm(len(ids), generator=torch.Generator().manual_seed(seed))
     sizes = torch.bincount(group_of_image, minlength=len(ids))[order]
     count = min(int(torch.searchsorted(sizes.cumsum(0), n_test)) + 1, len(ids) - 1)  # train keeps a group
