@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerates the README's example figures on digits (CPU, ~15 min on 2 cores). Usage: bash docs/make_figures.sh
+# Regenerates the README's example figures on digits (CPU, ~8 min on 2 cores). Usage: bash docs/make_figures.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
