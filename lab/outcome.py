@@ -8,6 +8,7 @@ import traceback
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 
 from lab.checkpoint import CheckpointError
 from lab.config import ConfigError
@@ -84,6 +85,12 @@ def stopped(cfg, run_dir: Path, by: str) -> None:
     if (read_results(run_dir) or {}).get("status") in FINISHED:
         log.error(f"stopped by {by}; {run_dir} had finished, its results are saved")
     else:
-        log.error(f"stopped by {by}; continue with the same command plus resume=true "
-                  f"(hydra.run.dir={run_dir} for a single run)")
+        log.error(f"stopped by {by}; continue with the same command plus resume=true {resume_dir(run_dir)}")
     sys.exit(130 if by == "Ctrl-C" else 143)  # 128 + the signal's number, as a shell reports it
+
+
+def resume_dir(run_dir: Path) -> str:
+    """The override that points resume=true at this run, or at its whole sweep under -m."""
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        return f"hydra.sweep.dir={HydraConfig.get().sweep.dir} (the whole sweep: finished jobs are skipped)"
+    return f"hydra.run.dir={run_dir}"

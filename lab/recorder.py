@@ -91,12 +91,17 @@ class EpochRecorder(pl.Callback):
         # SIGTERM (preemption, scancel, SLURM time limit; Ctrl-C sends it too, lab/trainer.py): Lightning
         # stops after the current batch; keep the progress so resume=true continues from this very batch.
         # Not while testing: the module may then hold best.ckpt's weights, which must not become last.ckpt.
-        fitting = trainer.state.fn == TrainerFn.FITTING and not trainer.sanity_checking
-        if isinstance(exception, SIGTERMException) and fitting:
-            path = self.path.parent / "checkpoints" / "last.ckpt"
-            save_checkpoint_atomic(trainer, path)
-            log.warning(f"stopping: saved {path} at epoch {trainer.current_epoch}, batch "
-                        f"{trainer.fit_loop.epoch_loop.batch_progress.current.completed}")
+        # Not mid-validation: Lightning would resume past the rest of it, leaving that epoch's row without
+        # val columns and the next row's train metrics summed over two epochs. The last.ckpt of the epoch
+        # before stays, and resume=true trains this epoch again.
+        if not isinstance(exception, SIGTERMException) or trainer.state.fn != TrainerFn.FITTING:
+            return
+        path = self.path.parent / "checkpoints" / "last.ckpt"
+        if trainer.sanity_checking or trainer.validating:
+            log.warning(f"stopping during validation: resume=true repeats epoch {trainer.current_epoch} from {path}")
+            return
+        save_checkpoint_atomic(trainer, path)
+        log.warning(f"stopping: saved {path} after {trainer.global_step} training steps")
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         if self.time_to_first_step_s is None:

@@ -106,7 +106,9 @@ def load_job(run_dir: Path, source: str) -> dict:
     overrides = (results or {}).get("overrides")
     if not isinstance(overrides, list):
         overrides = read_yaml(run_dir / ".hydra" / "overrides.yaml")
-    job = {SOURCE: source, "overrides": parse_overrides(overrides)}
+    job = {SOURCE: source, "overrides": parse_overrides(overrides),
+           "override_items": [str(i) for i in overrides or [] if str(i).lstrip("+~").split("=")[0] in
+                              parse_overrides([i])]}  # as typed (+experiment=...): copyable into a command
     job.update({k: (results or {}).get(k) for k in RESULT_COLUMNS})
     job["status"] = job["status"] or "missing"
     job.update(job=run_dir.name, note=job_note(results, run_dir), run_dir=str(run_dir))
@@ -130,10 +132,10 @@ def sort_key(column):
     return pd.to_numeric(column) if is_numeric(column) else column.fillna("").astype(str)
 
 
-def common_overrides(jobs: list[dict]) -> dict:
-    """The overrides every job has, with one value: what a sweep held fixed."""
-    first, *rest = [job["overrides"] for job in jobs]
-    return {k: v for k, v in first.items() if all(k in other and other[k] == v for other in rest)}
+def common_overrides(jobs: list[dict]) -> list[str]:
+    """The overrides every job has, as typed: what a sweep held fixed."""
+    first, *rest = [job["override_items"] for job in jobs]
+    return [item for item in first if all(item in other for other in rest)]
 
 
 def key_columns(table, swept: list[str]) -> list[str]:
@@ -143,7 +145,7 @@ def key_columns(table, swept: list[str]) -> list[str]:
 
 def build_table(dirs: list[Path]):
     """One row per job: swept keys, config values that differ, results, job name; sorted by the swept values.
-    -> (table, swept keys, {key: value} of the overrides common to every job)."""
+    -> (table, swept keys, the overrides common to every job)."""
     import pandas as pd
 
     run_dirs = [find_run_dirs(path) for path in dirs]  # every DIR checked before torch is imported
@@ -154,7 +156,8 @@ def build_table(dirs: list[Path]):
         job.update({k: job["overrides"].get(k, None) for k in keys})
         job.update({k: config_value(Path(job["run_dir"]), k)
                     for k in keys + configured if k not in job["overrides"]})
-    table = pd.DataFrame([{k: v for k, v in job.items() if k != "overrides"} for job in jobs])
+    table = pd.DataFrame([{k: v for k, v in job.items() if k not in ("overrides", "override_items")}
+                          for job in jobs])
     swept = [k for k in keys if table[k].nunique(dropna=False) > 1]
     configured = [k for k in configured if table[k].nunique(dropna=False) > 1]
     if len(dirs) > 1:

@@ -172,7 +172,8 @@ def curves(table, keys: list[str], colours: list, path: Path) -> Path:
     ax_loss, ax_acc = fig.subplots(1, 2)
     seen = {}  # group -> jobs drawn so far: the seeds of one setting share a colour, not a line style
     for job, m in runs:
-        style = dict(color=colours[job.group], ls=LINESTYLES[seen.get(job.group, 0) % 4], label=label(job, keys))
+        style = dict(color=colours[job.group], ls=LINESTYLES[seen.get(job.group, 0) % 4], label=label(job, keys),
+                     marker="o" if len(m) < 3 else None)  # a line through one point draws nothing
         seen[job.group] = seen.get(job.group, 0) + 1
         has_ce = "train_ce" in m and m.train_ce.notna().any()
         for ax, column in ((ax_loss, "train_ce" if has_ce else "train_loss"), (ax_acc, "val_acc")):

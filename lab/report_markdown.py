@@ -41,10 +41,10 @@ def grouped_markdown(grouped, columns: list[str]) -> str:
     return markdown_table(keys + ["seeds", "jobs"] + NUMERIC_COLUMNS, rows, set(NUMERIC_COLUMNS))
 
 
-def summary_markdown(table, grouped, swept: list[str], fixed: dict, dirs, figures: list) -> str:
+def summary_markdown(table, grouped, swept: list[str], fixed: list[str], dirs, figures: list) -> str:
     """`fixed`: the overrides every job shares, so the report says what the sweep held constant as well."""
     columns = key_columns(table, swept)
-    fixed_text = " ".join(f"{k}={cell(k, v)}" for k, v in fixed.items()) or "no override common to every job"
+    fixed_text = " ".join(fixed) or "no override common to every job"
     text = [f"# Report: {', '.join(str(d) for d in dirs)}\n",
             f"{len(table)} jobs: {status_counts(table.status)}. Swept: {', '.join(swept) or 'nothing'}. "
             f"{BEST.strip()} marks the best test_acc.\n", f"Fixed: {fixed_text}\n"]

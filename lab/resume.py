@@ -22,7 +22,8 @@ MAY_DIFFER = ("resume", "trainer.max_epochs", "trainer.max_steps", "trainer.acce
 
 
 class ResumeRefused(ConfigError):
-    """resume=true with other settings than the run was trained with."""
+    """resume=true that cannot start (other settings than the run's, or a bad value): nothing is trained and
+    the run's record is kept."""
 
 
 def trained_record(last_ckpt: Path) -> dict:
@@ -69,6 +70,15 @@ def restore_hydra_record(run_dir: Path, record: dict, overrides) -> None:
         node = OmegaConf.load(hydra_yaml)
         node.hydra.runtime.choices, node.hydra.overrides.task = record["choices"], overrides
         write_atomic(hydra_yaml, OmegaConf.to_yaml(node))
+
+
+def keep_run_record(run_dir: Path, done: dict | None) -> bool:
+    """Put back the record of a run that has a checkpoint; False when there is none (nothing to keep)."""
+    record = trained_record(run_dir / "checkpoints" / "last.ckpt")
+    if record.get("config") is None:
+        return False
+    restore_hydra_record(run_dir, record, (done or {}).get("overrides"))
+    return True
 
 
 def check_resume(cfg, run_dir: Path, done: dict | None, refuse: bool = True) -> None:

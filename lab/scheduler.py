@@ -22,6 +22,6 @@ def build_scheduler(cfg, optimizer, trainer) -> dict | None:
     if unreached and interval == "epoch":
         # MultiStepLR decays after epoch m; at or past the run's end that never happens.
         log.warning(f"scheduler.milestones {unreached} are not before trainer.max_epochs={trainer.max_epochs}: "
-                    f"the lr never decays there (scale them to the run with scheduler.milestones=[...])")
+                    f"the lr never decays there (scale them to the run: '++scheduler.milestones=[...]')")
     scheduler = hydra.utils.instantiate(cfg)(optimizer, **extra)
     return {"scheduler": scheduler, "interval": interval, "frequency": 1}

@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from lab.config import ConfigError, check_group_options, register_resolvers, validate
 from lab.outcome import USER_ERRORS, fail, is_rank_zero, save_results, stopped
-from lab.resume import check_resume
+from lab.resume import ResumeRefused, check_resume, keep_run_record
 from lab.run_files import FINISHED, read_results
 from lab.sweep import claim_gpu
 
@@ -134,10 +134,15 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
         check_resume(cfg, run_dir, done, refuse=False)
         return report_finished(cfg, run_dir, done)
     claim_gpu(cfg.get("gpu_pool"))  # before any CUDA call: CUDA reads CUDA_VISIBLE_DEVICES only once
-    validate(cfg)
-    refuse_ddp_in_sweeps(cfg)
-    if resume:  # a requeued job runs its own command: a difference there comes from changed code or conf
-        check_resume(cfg, run_dir, done, refuse=not requeued)
+    try:
+        if resume:  # a requeued job runs its own command: a difference there comes from changed code or conf
+            check_resume(cfg, run_dir, done, refuse=not requeued)
+        validate(cfg)
+        refuse_ddp_in_sweeps(cfg)
+    except ConfigError as err:
+        if resume and keep_run_record(run_dir, done):  # nothing trained: the run's record stays as it was
+            raise ResumeRefused(str(err)) from None
+        raise
     return fit_and_test(cfg, run_dir, resume)
 
 
@@ -156,8 +161,9 @@ def fit_and_test(cfg: DictConfig, run_dir: Path, resume: bool) -> float:
     if resume_from:
         log.info(f"resume: continuing from {last_ckpt}")
     elif resume:
-        log.warning(f"resume: no {last_ckpt} to continue from: training from the start (to resume a "
-                    "single run, pass its dir as hydra.run.dir)")
+        single = HydraConfig.get().mode != RunMode.MULTIRUN
+        hint = " (to resume a single run, pass its dir as hydra.run.dir)" if single else ""
+        log.warning(f"resume: no {last_ckpt} to continue from: training from the start{hint}")
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
     # Read before testing: trainer.test(ckpt_path=best) restores callback state (EpochRecorder's totals).
     results = dict(status="ok", test_acc=None, diverged_epoch=recorder.diverged_epoch,
@@ -213,10 +219,12 @@ def run_facts(trainer, module, recorder) -> dict:
 def main(cfg: DictConfig) -> float:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
-    from pytorch_lightning.utilities.exceptions import SIGTERMException
+    try:
+        from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-    from lab.trainer import STOPPED_BY, ctrl_c_stops_after_the_batch
-
+        from lab.trainer import STOPPED_BY, ctrl_c_stops_after_the_batch
+    except KeyboardInterrupt:  # Ctrl-C while Lightning is imported (seconds): before the run has begun
+        stopped(cfg, run_dir, "Ctrl-C")
     try:
         with ctrl_c_stops_after_the_batch():
             accuracy = train(cfg, run_dir)

@@ -100,8 +100,8 @@ def test_seed_sweep_is_grouped_with_mean_and_sample_std(tmp_path):
 def test_optimizer_sweep_records_what_was_fixed_and_the_lr_each_job_used(tmp_path):
     """+experiment=optimizers: each option brings its own lr, so no job's overrides name one."""
     for name, lr in (("sgd", "0.03"), ("adam", "1e-3"), ("adagrad", "1e-2")):
-        make_run(tmp_path / f"optimizer={name}", [f"optimizer={name}", "dataset=digits", "trainer.max_epochs=2",
-                                                  "model.base_width=16"],
+        make_run(tmp_path / f"optimizer={name}", ["+experiment=optimizers", f"optimizer={name}", "dataset=digits",
+                                                  "trainer.max_epochs=2", "model.base_width=16"],
                  config=f"seed: 42\noptimizer:\n  lr: {lr}\n  weight_decay: 0.0\n")
     write_report([tmp_path], tmp_path)
     summary = pd.read_csv(tmp_path / "summary.csv")
@@ -110,7 +110,8 @@ def test_optimizer_sweep_records_what_was_fixed_and_the_lr_each_job_used(tmp_pat
                                                                      ("sgd", 0.03)]
     text = (tmp_path / "summary.md").read_text()
     assert "Swept: optimizer." in text
-    assert "\nFixed: dataset=digits trainer.max_epochs=2 model.base_width=16\n" in text
+    # As typed, so it pastes into a command (+experiment, not experiment).
+    assert "\nFixed: +experiment=optimizers dataset=digits trainer.max_epochs=2 model.base_width=16\n" in text
     assert md_rows(text)[0].startswith("| adagrad | 0.01 | ok | 0.5000 ")
 
 

@@ -132,3 +132,12 @@ def test_log_lr_axis_tick_labels_do_not_run_together(tmp_path, drawn):
     shown = [t for t in ax.get_xticklabels() if t.get_text()]
     assert not overlaps(text_boxes(fig, shown))
     assert {"0.001", "0.01", "0.1", "1"} <= {t.get_text() for t in shown}
+
+
+def test_one_epoch_runs_show_as_points_in_the_curves(tmp_path, drawn):
+    # A line through a single point draws nothing: a 1-epoch sweep's curves.png came out blank.
+    for lr in (0.01, 0.1):
+        make_run(tmp_path / f"optimizer.lr={lr}", [f"optimizer.lr={lr}"], epochs=1)
+    write_report([tmp_path], tmp_path)
+    lines = [line for ax in drawn["curves.png"].axes for line in ax.get_lines() if len(line.get_xdata()) == 1]
+    assert len(lines) >= 4 and all(line.get_marker() not in (None, "None", "") for line in lines)

@@ -11,7 +11,7 @@ def test_differences_skip_what_a_resume_may_change_and_name_the_rest():
     assert differences(trained, now) == ["optimizer.nesterov: unset -> True", "scheduler.T_max: 4 -> 8"]
 
 
-def test_sigterm_saves_last_ckpt_while_fitting_but_not_while_testing(tmp_path):
+def test_sigterm_saves_last_ckpt_in_training_batches_only(tmp_path):
     from types import SimpleNamespace
 
     from pytorch_lightning.trainer.states import TrainerFn
@@ -20,12 +20,10 @@ def test_sigterm_saves_last_ckpt_while_fitting_but_not_while_testing(tmp_path):
     from lab.recorder import EpochRecorder
 
     saved = []
-    progress = SimpleNamespace(epoch_loop=SimpleNamespace(batch_progress=SimpleNamespace(
-        current=SimpleNamespace(completed=3))))
-    for fn in (TrainerFn.TESTING, TrainerFn.FITTING):
-        # While testing the module may hold best.ckpt's weights: saved as last.ckpt they would be resumed from.
-        trainer = SimpleNamespace(state=SimpleNamespace(fn=fn), sanity_checking=False, is_global_zero=True,
-                                  current_epoch=2, fit_loop=progress,
+    # Testing: the module may hold best.ckpt's weights. Validating: a resume would skip the rest of it.
+    for fn, validating in ((TrainerFn.TESTING, False), (TrainerFn.FITTING, True), (TrainerFn.FITTING, False)):
+        trainer = SimpleNamespace(state=SimpleNamespace(fn=fn), sanity_checking=False, validating=validating,
+                                  is_global_zero=True, current_epoch=2, global_step=7,
                                   save_checkpoint=lambda path: (saved.append(fn), open(path, "w").close()))
         EpochRecorder(tmp_path).on_exception(trainer, None, SIGTERMException())
     assert saved == [TrainerFn.FITTING] and (tmp_path / "checkpoints" / "last.ckpt").exists()

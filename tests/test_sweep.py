@@ -70,6 +70,9 @@ def test_resume_continues_an_unfinished_run_from_last_ckpt(tmp_path):
     refused = run_train(*common, "trainer.max_epochs=2", "optimizer.lr=0.001", "resume=true")
     assert refused.returncode == 2 and "was trained with other settings (optimizer.lr: 0.03 -> 0.001)" in refused.stderr
     assert "lr: 0.03" in (run_dir / ".hydra" / "config.yaml").read_text()  # the run's own record, put back
+    bad = run_train(*common, "trainer.max_epochs=0", "resume=true")  # a resume that fails its checks
+    assert bad.returncode == 2 and "trainer.max_epochs=0 is not allowed" in bad.stderr
+    assert "max_epochs: 1\n" in (run_dir / ".hydra" / "config.yaml").read_text()  # keeps the record too
     before = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["callbacks"]["EpochRecorder"]
     proc = run_train(*common, "trainer.max_epochs=2", "resume=true")
     assert proc.returncode == 0, proc.stderr[-2000:]
