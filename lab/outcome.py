@@ -54,16 +54,19 @@ def error_line(err: BaseException, limit: int = 300) -> str:
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
-def record_stop(cfg, run_dir: Path, results: dict, keep_record: bool = False) -> None:
+def record_stop(cfg, run_dir: Path, results: dict, keep_record: bool = False) -> bool:
     """Write a failed or interrupted status, but never over a finished run's results (a resume=true that
-    stopped before training must not erase them). keep_record: keep the run's own overrides and facts."""
+    stopped before training must not erase them); True when the run had finished. keep_record: keep the
+    run's own overrides and facts."""
     earlier = read_results(run_dir) or {}
-    if not is_rank_zero() or earlier.get("status") in FINISHED:
-        return
+    finished = earlier.get("status") in FINISHED
+    if finished or not is_rank_zero():
+        return finished
     if keep_record:
         write_json(run_dir / "results.json", dict(earlier, **results))
     else:
         save_results(cfg, run_dir, results)
+    return False
 
 
 def fail(cfg, run_dir: Path, err: Exception) -> str:
@@ -81,8 +84,7 @@ def fail(cfg, run_dir: Path, err: Exception) -> str:
 
 def stopped(cfg, run_dir: Path, by: str) -> None:
     """SIGTERM or Ctrl-C: record the run as interrupted (unless it finished) and say how to continue it."""
-    record_stop(cfg, run_dir, dict(status="interrupted", test_acc=None))
-    if (read_results(run_dir) or {}).get("status") in FINISHED:
+    if record_stop(cfg, run_dir, dict(status="interrupted", test_acc=None)):
         log.error(f"stopped by {by}; {run_dir} had finished, its results are saved")
     else:
         log.error(f"stopped by {by}; continue with the same command plus resume=true {resume_dir(run_dir)}")

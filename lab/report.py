@@ -107,8 +107,8 @@ def load_job(run_dir: Path, source: str) -> dict:
     if not isinstance(overrides, list):
         overrides = read_yaml(run_dir / ".hydra" / "overrides.yaml")
     job = {SOURCE: source, "overrides": parse_overrides(overrides),
-           "override_items": [str(i) for i in overrides or [] if str(i).lstrip("+~").split("=")[0] in
-                              parse_overrides([i])]}  # as typed (+experiment=...): copyable into a command
+           # as typed (+experiment=...), so they paste into a command; the ones parse_overrides keeps
+           "override_items": [str(i) for i in overrides or [] if parse_overrides([i])]}
     job.update({k: (results or {}).get(k) for k in RESULT_COLUMNS})
     job["status"] = job["status"] or "missing"
     job.update(job=run_dir.name, note=job_note(results, run_dir), run_dir=str(run_dir))

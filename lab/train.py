@@ -131,7 +131,7 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
     resume = cfg.resume or requeued
     done = read_results(run_dir) if resume else None
     if done and done.get("status") in FINISHED:  # nothing to train, so nothing may fail it now
-        check_resume(cfg, run_dir, done, refuse=False)
+        check_resume(cfg, run_dir, done)  # warns about other settings and keeps the run's record
         return report_finished(cfg, run_dir, done)
     claim_gpu(cfg.get("gpu_pool"))  # before any CUDA call: CUDA reads CUDA_VISIBLE_DEVICES only once
     try:
