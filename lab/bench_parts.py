@@ -212,7 +212,7 @@ def training_section(device, models, batch, quick, compile_too=False) -> list[di
 
     precision = resolve_precision("auto", device.type)
     bf16_default = precision.startswith("bf16")
-    # --quick on a CPU: 5 timed steps, as 3 let one slow step move lightning_overhead by 10% (1.11 vs 1.01-1.03).
+    # --quick on a CPU times 5 steps: with 3, one slow step moves lightning_overhead by 10%.
     steps, warmup = (5, 1) if quick and device.type == "cpu" else (8, 2) if device.type == "cpu" else (50, 15)
     rows = []
     for model in models:

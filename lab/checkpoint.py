@@ -4,11 +4,8 @@ from pathlib import Path
 
 import torch
 
+from lab.errors import CheckpointError
 from lab.model import build_model
-
-
-class CheckpointError(Exception):
-    """A checkpoint that is missing, unsafe or from another setup; the message is one line."""
 
 
 def load_checkpoint(path) -> dict:

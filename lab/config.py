@@ -8,35 +8,19 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-
-class ConfigError(Exception):
-    """A config value outside its allowed range; the message is the one line the user sees."""
+from lab.errors import ConfigError
+from lab.keys import key_paths
+from lab.sweep import job_dirname
 
 
 def project_root() -> str:
     return str(Path(__file__).resolve().parents[1])
 
 
-def job_dirname(*, _root_) -> str:
-    """Sweep job dir from the swept overrides only (`optimizer.lr=0.03`), so names stay short and a rerun of
-    the same command maps every job to the same dir (what resume=true relies on)."""
-    swept = os.environ.get("LAB_SWEPT_KEYS")
-    keep = set(swept.split(",")) if swept else None
-    parts = []
-    for item in _root_.hydra.overrides.task:
-        key = item.split("=", 1)[0].lstrip("+~")
-        if key in ("resume",) or key.startswith("hydra."):
-            continue
-        if keep is None or key in keep:
-            parts.append(item.lstrip("+~"))
-    name = ",".join(parts).replace("/", "_")
-    return name[:200] if name else str(_root_.hydra.job.num)
-
-
 def register_resolvers() -> None:
     if not OmegaConf.has_resolver("lab_root"):
         OmegaConf.register_new_resolver("lab_root", project_root)
-        OmegaConf.register_new_resolver("lab_job_dir", job_dirname)
+        OmegaConf.register_new_resolver("lab_job_dir", job_dirname)  # hydra.sweep.subdir
 
 
 def is_number(value) -> bool:
@@ -48,14 +32,28 @@ def is_int(value) -> bool:
 
 
 PRECISIONS = {"auto", "32", "32-true", "16-mixed", "bf16-mixed", "bf16-true", "64", "64-true"}
+DISTILL_KINDS = ("none", "soft_target", "logits", "both")
 
-# (key, test, allowed range as the user should read it[, the fix when it is not "set it with key=..."])
+
+def distilling(cfg) -> bool:
+    return OmegaConf.select(cfg, "distill.kind", default="none") != "none"
+
+
+def reads_a_folder(cfg) -> bool:
+    return OmegaConf.select(cfg, "dataset.name", default=None) == "imagefolder"
+
+
+# (key, test, allowed range as the user should read it[, the fix when it is not "set it with key=...",
+# the configs the rule applies to])
 RULES = [
     ("seed", is_int, "an integer"),
     ("resume", lambda v: isinstance(v, bool), "true or false"),
     ("model.channels_last", lambda v: isinstance(v, bool), "true or false"),
     ("model.compile", lambda v: isinstance(v, bool), "true or false"),
     ("model.base_width", lambda v: is_int(v) and v >= 1, "an integer >= 1, e.g. 64"),
+    ("model.layers", lambda v: isinstance(v, list) and len(v) > 0 and all(is_int(n) and n >= 1 for n in v),
+     "a list of block counts >= 1, e.g. [2, 2, 2, 2]"),
+    ("model.block", lambda v: v in ("basic", "bottleneck"), "basic or bottleneck"),
     ("optimizer.lr", lambda v: is_number(v) and v > 0, "a number > 0, e.g. 0.03"),
     ("optimizer.weight_decay", lambda v: v is None or (is_number(v) and v >= 0), "a number >= 0"),
     ("optimizer.momentum", lambda v: v is None or (is_number(v) and 0 <= v < 1), "a number in [0, 1)"),
@@ -66,6 +64,8 @@ RULES = [
     ("dataset.image_size", lambda v: v is None or (is_int(v) and v >= 1), "an integer >= 1, e.g. 32"),
     ("dataset.test_split", lambda v: v is None or (is_number(v) and 0 < v < 1), "a number in (0, 1), e.g. 0.2"),
     ("dataset.skip_bad_files", lambda v: v is None or isinstance(v, bool), "true or false"),
+    ("dataset.root", lambda v: bool(v), "a folder holding train_dataset/<class name>/<images> (and optionally "
+     "test_dataset/)", "pass dataset.root=PATH", reads_a_folder),
     ("trainer.max_epochs", lambda v: is_int(v) and v >= 1, "an integer >= 1, e.g. 50"),
     ("trainer.limit_val_batches", lambda v: v is None or (is_number(v) and v > 0),
      "null or > 0: every epoch validates, to pick best.ckpt and to catch divergence"),
@@ -76,17 +76,31 @@ RULES = [
     ("trainer.val_check_interval", lambda v: v is None or v == 1, "1.0: every epoch validates once, at its end",
      "drop the +trainer.val_check_interval override"),
     ("trainer.precision", lambda v: str(v) in PRECISIONS, "one of " + ", ".join(sorted(PRECISIONS))),
-    ("model.layers", lambda v: isinstance(v, list) and len(v) > 0 and all(is_int(n) and n >= 1 for n in v),
-     "a list of block counts >= 1, e.g. [2, 2, 2, 2]"),
-    ("model.block", lambda v: v in ("basic", "bottleneck"), "basic or bottleneck"),
     ("scheduler.milestones", lambda v: v is None or (isinstance(v, list) and all(is_int(m) and m > 0 for m in v)
                                                      and all(a < b for a, b in zip(v, v[1:]))),
      "strictly increasing positive epochs, e.g. [30, 40]"),
     ("scheduler.gamma", lambda v: v is None or (is_number(v) and v > 0), "a number > 0, e.g. 0.1"),
+    ("distill.kind", lambda v: v is None or v in DISTILL_KINDS, "one of " + ", ".join(DISTILL_KINDS)),
+    ("distill.teacher_ckpt", lambda v: bool(v), "a teacher's run dir or its checkpoints/best.ckpt",
+     "train one with python -m lab.train +experiment=teacher and pass distill.teacher_ckpt=<its run dir>",
+     distilling),
     ("distill.temperature", lambda v: v is None or (is_number(v) and v > 0), "a number > 0, e.g. 4"),
     ("distill.alpha", lambda v: v is None or (is_number(v) and v >= 0), "a number >= 0"),
     ("distill.beta", lambda v: v is None or (is_number(v) and v >= 0), "a number >= 0"),
 ]
+
+
+def check_rules(cfg, groups: tuple[str, ...] | None = None) -> None:
+    """The first value outside its allowed range raises; `groups` limits the rules to those groups' keys."""
+    for key, ok, allowed, *extra in RULES:
+        fix, applies = (extra + [None, None])[:2]
+        if (groups and key.split(".")[0] not in groups) or (applies and not applies(cfg)):
+            continue
+        value = OmegaConf.select(cfg, key, default=None)
+        if isinstance(value, (list, tuple)) or OmegaConf.is_list(value):
+            value = list(value)
+        if not ok(value):
+            raise ConfigError(f"{key}={value!r} is not allowed: must be {allowed} ({fix or f'set it with {key}=...'})")
 
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -94,15 +108,6 @@ CONF = Path(__file__).resolve().parents[1] / "conf"
 # ignored. The other groups go to constructors (Trainer, optimizer, scheduler, logger) that refuse unknown
 # keyword arguments themselves.
 LAB_READ_GROUPS = ("model", "dataset", "distill", "paths")
-
-
-def key_paths(node, prefix: str = "") -> set[str]:
-    keys = set()
-    for key, value in node.items():
-        keys.add(prefix + str(key))
-        if isinstance(value, dict):
-            keys |= key_paths(value, f"{prefix}{key}.")
-    return keys
 
 
 def check_unknown_keys(cfg) -> None:
@@ -193,19 +198,25 @@ def check_group_options(argv: list[str]) -> None:
                                   f"{', '.join(choices)})")
 
 
-def validate(cfg) -> None:
-    """Raise ConfigError for an unknown key, the first value outside its allowed range, a GPU run without a
-    GPU, or a distill run with no teacher."""
-    from lab.distill import check_distill_config
+def check_ddp_outside_sweeps(cfg) -> None:
+    """Lightning #11300 / Hydra #2070: each DDP child re-executes sys.argv, -m included, and so launches
+    its own copy of the whole sweep."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
 
+    # Several devices means DDP whatever trainer.strategy says (Lightning picks ddp for "auto").
+    ddp = cfg.trainer.devices not in (1, "1", [0]) or cfg.trainer.num_nodes > 1
+    if ddp and HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        raise ConfigError(f"trainer.devices={cfg.trainer.devices} (DDP) cannot run under -m (each DDP process "
+                          "would relaunch the sweep): run one job per GPU with hydra/launcher=joblib "
+                          "gpu_pool=[0,1,...] or hydra/launcher=slurm, or drop -m for a single DDP run")
+
+
+def validate(cfg) -> None:
+    """Raise ConfigError for an unknown key, a value outside its allowed range, a GPU run without a GPU, or
+    DDP under -m: all before any data is touched."""
     check_unknown_keys(cfg)
     check_call_arguments(cfg)
     check_accelerator(cfg)
-    check_distill_config(cfg.get("distill"))
-    for key, ok, allowed, *fix in RULES:
-        value = OmegaConf.select(cfg, key, default=None)
-        if isinstance(value, (list, tuple)) or OmegaConf.is_list(value):
-            value = list(value)
-        if not ok(value):
-            fix = fix[0] if fix else f"set it with {key}=..."
-            raise ConfigError(f"{key}={value!r} is not allowed: must be {allowed} ({fix})")
+    check_rules(cfg)
+    check_ddp_outside_sweeps(cfg)

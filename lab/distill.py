@@ -10,9 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from lab.checkpoint import load_checkpoint, net_from_checkpoint
-from lab.config import ConfigError
+from lab.errors import ConfigError
 
-KINDS = ("none", "soft_target", "logits", "both")
 log = logging.getLogger("lab")
 
 
@@ -62,18 +61,6 @@ class Distiller(nn.Module):
         return self.val_acc
 
 
-def check_distill_config(cfg) -> None:
-    """Before any data is loaded: the kind exists and a distilling run names its teacher."""
-    if cfg is None or cfg.kind == "none":
-        return
-    if cfg.kind not in KINDS:
-        raise ConfigError(f"distill.kind={cfg.kind!r} is not allowed: must be one of {', '.join(KINDS)}")
-    if not cfg.get("teacher_ckpt"):
-        raise ConfigError("distill.teacher_ckpt is not set: train a teacher first with "
-                          "`python -m lab.train +experiment=teacher` and pass "
-                          "distill.teacher_ckpt=<its run dir>/checkpoints/best.ckpt")
-
-
 def warn_if_split_differs(teacher_config: dict, split: tuple, ckpt_path) -> None:
     """The validation split is drawn from (seed, val_split): a teacher trained with others has learned some of
     the student's validation images, so its validation accuracy reads high (the test set is never touched)."""
@@ -88,7 +75,6 @@ def warn_if_split_differs(teacher_config: dict, split: tuple, ckpt_path) -> None
 
 def build_distiller(cfg, data, channels_last: bool = True, split: tuple | None = None) -> Distiller | None:
     """`split` is the student's (seed, dataset.val_split), to compare with the teacher's."""
-    check_distill_config(cfg)
     if cfg is None or cfg.kind == "none":
         return None
     ckpt = load_checkpoint(cfg.teacher_ckpt)
@@ -105,4 +91,4 @@ def build_distiller(cfg, data, channels_last: bool = True, split: tuple | None =
         warn_if_split_differs(hp.get("config", {}), split, cfg.teacher_ckpt)
     if channels_last:  # the student's memory format, so both convs take the same fast path
         teacher = teacher.to(memory_format=torch.channels_last)
-    return Distiller(teacher, cfg.kind, cfg.alpha, cfg.beta, cfg.temperature)
+    return Distiller(teacher, cfg.kind, cfg.alpha, cfg.beta, cfg.get("temperature"))

@@ -13,10 +13,8 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from lab.checkpoint import CheckpointError
-from lab.config import ConfigError, register_resolvers
-from lab.dataset.errors import DataError
-from lab.outcome import USER_ERRORS
+from lab.config import register_resolvers
+from lab.errors import USER_ERRORS, CheckpointError, ConfigError, DataError
 from lab.run_files import atomic_path, write_json
 
 register_resolvers()

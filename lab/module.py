@@ -27,8 +27,8 @@ def accuracy_metrics(num_classes: int, top5: bool = True, per_class: bool = Fals
         metrics["acc_top5"] = MulticlassAccuracy(top_k=min(5, num_classes), average="micro", **kwargs)
     if per_class:
         metrics["per_class_acc"] = MulticlassAccuracy(average=None, **kwargs)
-    # compute_groups=False: with shared state groups (torchmetrics 1.9) per_class_acc kept its first value
-    # after reset(), so the best checkpoint's test pass reported the last weights' per-class numbers.
+    # compute_groups=False: with shared state groups (torchmetrics 1.9) per_class_acc keeps its first value
+    # after reset(), so the best checkpoint's test pass would report the last weights' per-class numbers.
     return MetricCollection(metrics, compute_groups=False)
 
 
@@ -36,7 +36,7 @@ class MeanLoss(Metric):
     """Per-image mean of a loss over an epoch, NaN and inf kept (a diverged run must read as diverged).
 
     Not torchmetrics' MeanMetric: its default strategy drops NaN with a warning, and with
-    nan_strategy="disable" (1.9) it replaces the weights by ones, so a short last batch counted as a full one.
+    nan_strategy="disable" (1.9) it replaces the weights by ones, so a short last batch counts as a full one.
     The batch size is added as a Python number: a kernel argument, where turning it into a device tensor
     would be a host-to-device copy that waits for every queued kernel."""
 
@@ -44,17 +44,15 @@ class MeanLoss(Metric):
 
     def __init__(self):
         super().__init__()
-        # MeanMetric's state names, so checkpoints written before this class still load. (Its `weight`
-        # counted batches: an old mid-epoch SIGTERM checkpoint mis-weights the rest of that one epoch's loss.)
-        self.add_state("mean_value", torch.tensor(0.0), dist_reduce_fx="sum")  # sum of per-image losses
-        self.add_state("weight", torch.tensor(0.0), dist_reduce_fx="sum")  # images seen
+        self.add_state("loss_sum", torch.tensor(0.0), dist_reduce_fx="sum")  # per-image losses, summed
+        self.add_state("images", torch.tensor(0.0), dist_reduce_fx="sum")
 
     def update(self, loss: torch.Tensor, images: int) -> None:
-        self.mean_value += loss.detach().float() * images
-        self.weight += images
+        self.loss_sum += loss.detach().float() * images
+        self.images += images
 
     def compute(self) -> torch.Tensor:
-        return self.mean_value / self.weight
+        return self.loss_sum / self.images
 
 
 class Classifier(pl.LightningModule):
@@ -122,17 +120,17 @@ class Classifier(pl.LightningModule):
         self.metrics["train_set"].update(logits.detach(), labels)
         return loss
 
-    def evaluate(self, batch, stage: str) -> None:
+    def eval_step(self, batch, stage: str) -> None:
         images, labels = batch
         logits = self(images)
         self.losses[f"{stage}_loss"].update(F.cross_entropy(logits, labels), len(labels))
         self.metrics[f"{stage}_set"].update(logits, labels)
 
     def validation_step(self, batch, batch_idx):
-        self.evaluate(batch, "val")
+        self.eval_step(batch, "val")
 
     def test_step(self, batch, batch_idx):
-        self.evaluate(batch, "test")
+        self.eval_step(batch, "test")
 
     def compute(self, stage: str) -> dict:
         """Epoch values of one stage (synced across DDP ranks by torchmetrics), then reset."""

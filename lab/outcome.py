@@ -10,14 +10,10 @@ from pathlib import Path
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 
-from lab.checkpoint import CheckpointError
-from lab.config import ConfigError
-from lab.dataset.errors import DataError
-from lab.resume import ResumeRefused
+from lab.errors import USER_ERRORS, ResumeRefused
 from lab.run_files import FINISHED, git_commit, read_results, write_json
 
 log = logging.getLogger("lab")
-USER_ERRORS = (ConfigError, DataError, CheckpointError)
 
 
 def is_rank_zero() -> bool:

@@ -10,8 +10,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from lab.config import ConfigError
-from lab.dataset.errors import DataError
+from lab.errors import ConfigError, DataError
 from lab.run_files import write_json
 from lab.eval import checkpoint_path, run_or_exit
 

@@ -85,15 +85,12 @@ class EpochRecorder(pl.Callback):
 
     def load_state_dict(self, state: dict) -> None:
         self.train_time_s, self.train_images = state["train_time_s"], state["train_images"]
-        self.earlier_segments_s = state.get("elapsed_s", 0.0)  # checkpoints before this key: unknown, 0
+        self.earlier_segments_s = state.get("elapsed_s", 0.0)
 
     def on_exception(self, trainer, pl_module, exception):
-        # SIGTERM (preemption, scancel, SLURM time limit; Ctrl-C sends it too, lab/trainer.py): Lightning
-        # stops after the current batch; keep the progress so resume=true continues from this very batch.
-        # Not while testing: the module may then hold best.ckpt's weights, which must not become last.ckpt.
-        # Not mid-validation: Lightning would resume past the rest of it, leaving that epoch's row without
-        # val columns and the next row's train metrics summed over two epochs. The last.ckpt of the epoch
-        # before stays, and resume=true trains this epoch again.
+        # SIGTERM (preemption, scancel, Ctrl-C via lab/trainer.py) stops after the batch: save it there.
+        # Not while testing (the module may hold best.ckpt's weights), nor mid-validation (Lightning would
+        # resume past the rest of it): the epoch's last.ckpt stays and the resume repeats the epoch.
         if not isinstance(exception, SIGTERMException) or trainer.state.fn != TrainerFn.FITTING:
             return
         path = self.path.parent / "checkpoints" / "last.ckpt"

@@ -10,6 +10,9 @@ import logging
 import sys
 from pathlib import Path
 
+from lab.errors import ReportError
+from lab.keys import run_overrides
+
 log = logging.getLogger("lab")
 
 RESULT_COLUMNS = ["status", "test_acc", "test_acc_top5", "best_val_acc", "train_time_s", "epochs", "params",
@@ -21,10 +24,6 @@ FORMATS = {"test_acc": "{:.4f}", "test_acc_top5": "{:.4f}", "best_val_acc": "{:.
 # Values a group option sets without an override (each optimizer option has its own lr, adamw its own weight
 # decay, each dataset its batch size): a column of the tables when they differ between jobs.
 CONFIG_COLUMNS = ["optimizer.lr", "optimizer.weight_decay", "dataset.batch_size"]
-
-
-class ReportError(Exception):
-    """A DIR that is missing or holds no runs; the message is the one line the user sees."""
 
 
 def is_run_dir(path: Path) -> bool:
@@ -57,15 +56,6 @@ def parse_value(text):
     return text
 
 
-def parse_overrides(items) -> dict:
-    """Hydra override strings -> {key: value}; '+' and '~' prefixes stripped, hydra.* and resume left out."""
-    overrides = {}
-    for item in items or []:
-        key, sep, value = str(item).partition("=")
-        key = key.lstrip("+~")
-        if sep and key != "resume" and not key.startswith("hydra."):
-            overrides[key] = parse_value(value)
-    return overrides
 
 
 def read_yaml(path: Path):
@@ -106,9 +96,9 @@ def load_job(run_dir: Path, source: str) -> dict:
     overrides = (results or {}).get("overrides")
     if not isinstance(overrides, list):
         overrides = read_yaml(run_dir / ".hydra" / "overrides.yaml")
-    job = {SOURCE: source, "overrides": parse_overrides(overrides),
-           # as typed (+experiment=...), so they paste into a command; the ones parse_overrides keeps
-           "override_items": [str(i) for i in overrides or [] if parse_overrides([i])]}
+    kept = run_overrides(overrides)
+    job = {SOURCE: source, "overrides": {key: parse_value(value) for key, value, _ in kept},
+           "override_items": [typed for _, _, typed in kept]}  # as typed (+experiment=...): they paste into a command
     job.update({k: (results or {}).get(k) for k in RESULT_COLUMNS})
     job["status"] = job["status"] or "missing"
     job.update(job=run_dir.name, note=job_note(results, run_dir), run_dir=str(run_dir))

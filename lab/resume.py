@@ -11,7 +11,8 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-from lab.config import ConfigError
+from lab.errors import ResumeRefused
+from lab.keys import flatten
 from lab.run_files import FINISHED, write_atomic
 
 log = logging.getLogger("lab")
@@ -19,11 +20,6 @@ log = logging.getLogger("lab")
 # trainer.max_epochs also changes a cosine schedule's T_max, which is then reported as a difference.)
 MAY_DIFFER = ("resume", "trainer.max_epochs", "trainer.max_steps", "trainer.accelerator", "paths", "gpu_pool",
               "logger", "dataset.num_workers", "model.compile")
-
-
-class ResumeRefused(ConfigError):
-    """resume=true that cannot start (other settings than the run's, or a bad value): nothing is trained and
-    the run's record is kept."""
 
 
 def trained_record(last_ckpt: Path) -> dict:
@@ -36,16 +32,6 @@ def trained_record(last_ckpt: Path) -> dict:
     except Exception:  # damaged: Lightning's own load reports it when training resumes
         return {}
     return ckpt.get("hyper_parameters") or {}
-
-
-def flatten(node, prefix: str = "") -> dict:
-    flat = {}
-    for key, value in node.items():
-        if isinstance(value, dict) and value:
-            flat.update(flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def differences(trained: dict, now: dict) -> list[str]:

@@ -10,6 +10,8 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import OmegaConf
 
+from lab.errors import ConfigError
+from lab.keys import run_overrides
 from lab.run_files import read_results
 
 log = logging.getLogger("lab")
@@ -33,7 +35,6 @@ def claim_gpu(gpu_pool) -> None:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
         log.info(f"gpu_pool: this worker uses GPU {gpu}")
         return
-    from lab.config import ConfigError
     raise ConfigError(f"gpu_pool={list(gpu_pool)}: every GPU is held by another job; run at most "
                       f"{len(gpu_pool)} jobs at once (hydra.launcher.n_jobs={len(gpu_pool)})")
 
@@ -46,10 +47,20 @@ def swept_keys(config) -> list[str]:
     return keys + [k for k in params if k not in keys]
 
 
-class SweepCallback(Callback):
-    def on_multirun_start(self, config, **kwargs) -> None:
-        os.environ["LAB_SWEPT_KEYS"] = ",".join(k.lstrip("+~") for k in swept_keys(config))
+def job_dirname(*, _root_) -> str:
+    """A sweep job's dir from its swept overrides only (`optimizer.lr=0.03`), so names stay short and a rerun
+    of the same command maps every job to the same dir (what resume=true relies on). The swept keys come from
+    the sweep's multirun.yaml, which the sweeper writes before any job starts; without it every override
+    names the dir."""
+    sweep_file = Path(_root_.hydra.sweep.dir) / "multirun.yaml"
+    swept = {k.lstrip("+~") for k in swept_keys(OmegaConf.load(sweep_file))} if sweep_file.is_file() else None
+    parts = [typed.lstrip("+~") for key, _, typed in run_overrides(_root_.hydra.overrides.task)
+             if swept is None or key in swept]
+    name = ",".join(parts).replace("/", "_")
+    return name[:200] if name else str(_root_.hydra.job.num)
 
+
+class SweepCallback(Callback):
     def on_multirun_end(self, config, **kwargs) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         failed = [p.name for p in sorted(sweep_dir.iterdir()) if p.is_dir()

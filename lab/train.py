@@ -16,9 +16,10 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from lab.config import ConfigError, check_group_options, register_resolvers, validate
-from lab.outcome import USER_ERRORS, fail, is_rank_zero, save_results, stopped
-from lab.resume import ResumeRefused, check_resume, keep_run_record
+from lab.config import check_group_options, register_resolvers, validate
+from lab.errors import USER_ERRORS, ConfigError, ResumeRefused
+from lab.outcome import fail, is_rank_zero, save_results, stopped
+from lab.resume import check_resume, keep_run_record
 from lab.run_files import FINISHED, read_results
 from lab.sweep import claim_gpu
 

@@ -1,10 +1,14 @@
 import pytest
 import torch
 
-from lab.config import ConfigError, validate
+from lab.config import validate
+from lab.errors import ConfigError
 from tests.conftest import CONF, compose, run_train
 
 GROUPS = ["model", "optimizer", "scheduler", "dataset", "trainer", "logger", "distill"]
+# The keys an option cannot run without (validate refuses it otherwise: tested in test_distill/test_imagefolder).
+REQUIRED = {("distill", o): ["distill.teacher_ckpt=teacher.ckpt"] for o in ("soft_target", "logits", "both")}
+REQUIRED[("dataset", "imagefolder")] = ["dataset.root=signs"]
 
 
 def options(group):
@@ -13,8 +17,7 @@ def options(group):
 
 @pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in options(g)])
 def test_every_group_option_composes_and_passes_the_checks(group, option):
-    teacher = ["distill.teacher_ckpt=teacher.ckpt"] if group == "distill" and option != "none" else []
-    cfg = compose([f"{group}={option}", *teacher])
+    cfg = compose([f"{group}={option}", *REQUIRED.get((group, option), [])])
     assert cfg.hydra.runtime.choices[group] == option
     if (group, option) == ("trainer", "gpu") and not torch.cuda.is_available():
         with pytest.raises(ConfigError, match=r"trainer\.accelerator=gpu but torch sees no CUDA GPU.*trainer=cpu"):
@@ -124,3 +127,24 @@ def test_milestones_the_run_never_reaches_are_warned_about(caplog):
     caplog.clear()
     build_scheduler(cfg, optimizer, SimpleNamespace(max_epochs=50))
     assert "milestones" not in caplog.text
+
+
+@pytest.mark.parametrize("experiment", options("experiment"))
+def test_every_experiment_composes_and_passes_the_checks(experiment):
+    cfg = compose([f"+experiment={experiment}", "distill.teacher_ckpt=teacher.ckpt"])
+    if cfg.dataset.name == "imagefolder":  # the folder is the user's: no experiment can name it
+        cfg.dataset.root = "signs"
+    validate(cfg)
+
+
+def test_distill_logits_is_distill_soft_with_the_logits_loss():
+    soft, logits = (compose([f"+experiment={e}"]) for e in ("distill_soft", "distill_logits"))
+    assert logits.distill.kind == "logits" and soft.distill.kind == "soft_target"
+    for group in ("model", "optimizer", "scheduler", "dataset", "trainer"):
+        assert logits[group] == soft[group], group
+
+
+def test_cfg_job_prints_the_composed_experiment():
+    proc = run_train("+experiment=distill_logits", "--cfg", "job")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "kind: logits" in proc.stdout and "name: resnet18" in proc.stdout

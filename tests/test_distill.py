@@ -5,10 +5,11 @@ import math
 import pytest
 import torch
 
-from lab.checkpoint import CheckpointError, load_checkpoint
-from lab.config import ConfigError
+from lab.checkpoint import load_checkpoint
 from lab.dataset import ImageData
 from lab.distill import Distiller, build_distiller, logits_loss, soft_target_loss
+from lab.config import validate
+from lab.errors import CheckpointError, ConfigError
 from tests.conftest import TINY, compose, results, run_train
 
 STUDENT = torch.tensor([[1.0, 2.0, 0.0], [0.5, -1.0, 2.0]])
@@ -61,8 +62,9 @@ def tiny_data(dataset_name, num_classes):
 
 
 def test_missing_teacher_names_the_teacher_command():
-    with pytest.raises(ConfigError, match=r"\+experiment=teacher"):
-        build_distiller(compose(["distill=soft_target"]).distill, tiny_data("digits", 10))
+    with pytest.raises(ConfigError, match=r"distill\.teacher_ckpt=None .*\+experiment=teacher"):
+        validate(compose(["distill=soft_target"]))
+    validate(compose(["distill=none"]))  # the baseline needs no teacher
 
 
 def test_checkpoint_with_pickled_code_is_refused(tmp_path):

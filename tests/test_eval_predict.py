@@ -7,9 +7,7 @@ import logging
 
 import pytest
 
-from lab.checkpoint import CheckpointError
-from lab.config import ConfigError
-from lab.dataset.errors import DataError
+from lab.errors import CheckpointError, ConfigError, DataError
 from tests.conftest import compose, results, run_module
 from tests.images import arrow_folder, colour_folder, corrupt
 

@@ -7,9 +7,9 @@ import torch
 from omegaconf import OmegaConf
 
 import lab.dataset.imagefolder as imagefolder
-from lab.config import ConfigError
 from lab.dataset import load_dataset
-from lab.dataset.errors import DataError
+from lab.config import validate
+from lab.errors import ConfigError, DataError
 from tests.conftest import CONF, compose
 from tests.images import COLOURS, colour_folder, corrupt
 
@@ -149,8 +149,9 @@ def test_train_and_test_with_different_classes_is_an_error(colours, tmp_path):
 def test_missing_root_and_unset_root_are_errors(tmp_path):
     with pytest.raises(DataError, match=str(tmp_path / "nowhere")):
         load(tmp_path / "nowhere", tmp_path / "data")
-    with pytest.raises(ConfigError, match="dataset.root is not set"):
-        load_dataset(OmegaConf.load(CONF / "dataset" / "imagefolder.yaml"), tmp_path / "data")
+    with pytest.raises(ConfigError, match=r"dataset\.root=None is not allowed.*pass dataset\.root=PATH"):
+        validate(compose(["dataset=imagefolder"]))
+    validate(compose(["dataset=digits"]))  # only a folder dataset needs a root
 
 
 def test_config_defaults_keep_mirror_images_apart():

@@ -5,7 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lab.report import ReportError, main, write_report
+from lab.errors import ReportError
+from lab.report import main, write_report
 from lab.report_figures import draw_lr, left_out, read_metrics
 from tests.conftest import run_module
 

@@ -34,7 +34,7 @@ def test_a_failure_or_a_stop_never_replaces_a_finished_runs_results(tmp_path):
     # reports: nothing was trained, so the results must stay.
     import pytest
 
-    from lab.config import ConfigError
+    from lab.errors import ConfigError
     from lab.outcome import fail, stopped
     from lab.run_files import read_results, write_json
     from tests.conftest import compose

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from lab.checkpoint import net_from_checkpoint
-from lab.dataset import DataError
+from lab.errors import DataError
 from lab.dataset import cifar
 from tests.conftest import results, run_train
 

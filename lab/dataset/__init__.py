@@ -7,9 +7,9 @@ from pathlib import Path
 
 import torch
 
-from lab.dataset.errors import DataError
+from lab.errors import DataError
 
-__all__ = ["ImageData", "DataError", "load_dataset", "split_validation", "channel_stats"]
+__all__ = ["ImageData", "load_dataset", "split_validation", "channel_stats"]
 
 
 @dataclass

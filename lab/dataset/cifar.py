@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lab.dataset.errors import DataError
+from lab.errors import DataError
 
 ARCHIVES = {
     "cifar100": dict(url="https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from lab.dataset import channel_stats
-from lab.dataset.errors import DataError
+from lab.errors import DataError
 from lab.dataset.imagefolder import cache_file, check_readable, decode_labeled, read_cache, write_cache
 
 log = logging.getLogger("lab")

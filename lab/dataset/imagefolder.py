@@ -18,9 +18,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from lab.config import ConfigError
 from lab.dataset import channel_stats
-from lab.dataset.errors import DataError
+from lab.errors import DataError
 from lab.run_files import atomic_path
 
 log = logging.getLogger("lab")
@@ -196,16 +195,8 @@ def stratified_split(labels: torch.Tensor, fraction: float) -> tuple[torch.Tenso
     return (~is_test).nonzero().flatten(), is_test.nonzero().flatten()
 
 
-def check_options(cfg) -> Path:
-    """The root folder, after the checks that need no data."""
-    if not cfg.get("root"):
-        raise ConfigError("dataset.root is not set: pass dataset.root=PATH, a folder holding "
-                          "train_dataset/<class name>/<images> (and optionally test_dataset/)")
-    if not (isinstance(cfg.image_size, int) and cfg.image_size >= 1):
-        raise ConfigError(f"dataset.image_size={cfg.image_size!r} is not allowed: must be an integer >= 1, e.g. 32")
-    if not (isinstance(cfg.test_split, (int, float)) and 0 < cfg.test_split < 1):
-        raise ConfigError(f"dataset.test_split={cfg.test_split!r} is not allowed: must be a number in (0, 1), "
-                          f"e.g. 0.2")
+def check_root(cfg) -> Path:
+    """The root folder (lab.config checks the options before any data is read)."""
     root = Path(str(cfg.root)).expanduser()
     if not root.is_dir():
         raise DataError(f"dataset.root={root} does not exist or is not a folder: pass the folder that holds "
@@ -236,7 +227,7 @@ def decode_imagefolder(cfg, train: dict, test: dict | None, class_names: list[st
 
 
 def load_imagefolder(cfg, data_dir: Path) -> dict:
-    root = check_options(cfg)
+    root = check_root(cfg)
     train_dir, test_dir = root / cfg.train_dir, root / cfg.test_dir
     train = list_split(train_dir)
     test = list_split(test_dir) if test_dir.is_dir() and test_dir != train_dir else None
