@@ -16,7 +16,7 @@ import torch
 
 from lab.bench_parts import (cpu_clock, cpu_model, data_section, host_section, jobs_section, memory_section,
                              others_cpu_share, study_projection, training_section)
-from lab.run_files import git_commit, write_atomic
+from lab.run_files import git_state, write_atomic
 
 
 def parse_args(argv=None):
@@ -35,7 +35,7 @@ def parse_args(argv=None):
 
 def machine() -> dict:
     info = dict(cpu=cpu_model(), cores=os.cpu_count(), torch=torch.__version__, python=platform.python_version(),
-                gpu=torch.cuda.get_device_name() if torch.cuda.is_available() else None, commit=git_commit())
+                gpu=torch.cuda.get_device_name() if torch.cuda.is_available() else None, **git_state())
     info["command"] = "python -m lab.bench " + " ".join(sys.argv[1:])
     return info
 

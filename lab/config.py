@@ -198,6 +198,20 @@ def check_group_options(argv: list[str]) -> None:
                                   f"{', '.join(choices)})")
 
 
+def check_output_dir(argv: list[str]) -> None:
+    """The run or sweep dir must be creatable: Hydra makes it before lab starts and reports a failure as a
+    12-line traceback. Without hydra.run.dir / hydra.sweep.dir the dir goes under the current folder."""
+    multirun = any(a in ("-m", "--multirun") for a in argv)
+    key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    given = [a.split("=", 1)[1] for a in argv if a.lstrip("+").startswith(key + "=")]
+    target = Path(given[-1]).expanduser().absolute() if given else Path.cwd() / ("multirun" if multirun else "outputs")
+    existing = next(p for p in [target, *target.parents] if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        problem = "is not a folder" if not existing.is_dir() else "is not writable"
+        raise ConfigError(f"cannot create the output dir {target}: {existing} {problem}; pass {key}=<a folder "
+                          f"you can write>")
+
+
 def check_ddp_outside_sweeps(cfg) -> None:
     """Lightning #11300 / Hydra #2070: each DDP child re-executes sys.argv, -m included, and so launches
     its own copy of the whole sweep."""

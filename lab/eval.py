@@ -6,15 +6,16 @@ Writes eval.json (test_acc, test_acc_top5, per_class_acc keyed by class name) an
 the output dir. The test set is the checkpoint's own dataset config unless dataset=... is given; images get
 the checkpoint's preprocessing (its image size and mean/std)."""
 import logging
-import sys
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from lab.checkpoint import checkpoint_of
 from lab.config import register_resolvers
-from lab.errors import USER_ERRORS, CheckpointError, ConfigError, DataError
+from lab.errors import CheckpointError, ConfigError, DataError
+from lab.outcome import run_or_exit
 from lab.run_files import atomic_path, write_json
 
 register_resolvers()
@@ -22,29 +23,12 @@ log = logging.getLogger("lab")
 
 
 def checkpoint_path(cfg, command: str) -> Path:
-    """ckpt_path as given, or RUN_DIR/checkpoints/best.ckpt when it names a run dir."""
+    """ckpt_path as a file: as given, or the checkpoint of a run dir (lab.checkpoint.checkpoint_of)."""
     if not cfg.get("ckpt_path"):
         raise ConfigError(f"ckpt_path is not set: python -m {command} ckpt_path=outputs/DATE/TIME/checkpoints/"
                           f"best.ckpt or ckpt_path=outputs/DATE/TIME (lab.train writes best.ckpt and last.ckpt "
                           f"in its run dir)")
-    path = Path(str(cfg.ckpt_path)).expanduser()
-    if not path.is_dir():
-        return path
-    best = path / "checkpoints" / "best.ckpt"
-    if not best.is_file():
-        raise CheckpointError(f"checkpoint {best} does not exist (ckpt_path={path} is a directory, so its "
-                              f"checkpoints/best.ckpt was looked for): pass a run dir of python -m lab.train or "
-                              f"a .ckpt file")
-    from lab.resume import trained_record
-
-    if (trained_record(best).get("config") or {}).get("dataset", {}).get("val_split") == 0:
-        # That run validated on the test set: its best.ckpt was picked on test data, so score its last epoch.
-        last = path / "checkpoints" / "last.ckpt"
-        log.info(f"ckpt_path={path} is a run dir with dataset.val_split=0: using {last} (best.ckpt was "
-                 f"picked on the test set)")
-        return last
-    log.info(f"ckpt_path={path} is a run dir: using {best}")
-    return best
+    return checkpoint_of(cfg.ckpt_path, "ckpt_path")
 
 
 def dataset_config(cfg, hp: dict, ckpt_path: Path):
@@ -117,6 +101,13 @@ def print_table(result: dict) -> None:
           f"({result['test_images']} images)")
 
 
+def run_name(ckpt_path: Path) -> str:
+    """RUN/checkpoints/best.ckpt -> 'RUN best.ckpt' (the run's dir name says which run; a lone file, its name)."""
+    if ckpt_path.parent.name == "checkpoints":
+        return f"{ckpt_path.parent.parent.name} {ckpt_path.name}"
+    return ckpt_path.name
+
+
 def plot_confusion(confusion, class_names: list, path: Path, title: str) -> None:
     import matplotlib
 
@@ -147,7 +138,7 @@ def plot_confusion(confusion, class_names: list, path: Path, title: str) -> None
     plt.close(fig)
 
 
-def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
+def score_checkpoint(cfg: DictConfig, out_dir: Path) -> dict:
     import torch
 
     from lab.checkpoint import load_checkpoint, net_from_checkpoint
@@ -165,24 +156,14 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
     print_table(result)
     write_json(out_dir / "eval.json", result)
     plot_confusion(confusion, list(hp["class_names"]), out_dir / "confusion_matrix.png",
-                   f"{ckpt_path.name} on {dataset_cfg.name} test: accuracy {result['test_acc']:.4f}")
+                   f"{run_name(ckpt_path)} on {dataset_cfg.name} test: accuracy {result['test_acc']:.4f}")
     log.info(f"wrote eval.json and confusion_matrix.png to {out_dir}")
     return result
 
 
-def run_or_exit(work, cfg: DictConfig):
-    """Run work(cfg, output dir); a user error becomes one log line and exit status 2, no traceback."""
-    out_dir = Path(HydraConfig.get().runtime.output_dir)
-    try:
-        return work(cfg, out_dir)
-    except USER_ERRORS as err:
-        log.error(f"error: {err}")
-        sys.exit(2)
-
-
 @hydra.main(version_base="1.3", config_path="../conf", config_name="eval")
 def main(cfg: DictConfig) -> None:
-    run_or_exit(evaluate, cfg)
+    run_or_exit(score_checkpoint, cfg, Path(HydraConfig.get().runtime.output_dir), records_run=False)
 
 
 if __name__ == "__main__":

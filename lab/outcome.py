@@ -1,34 +1,100 @@
-"""How a run's results.json ends when lab.train does not finish it: failed (one line for the user, the
-traceback in the run's log), or interrupted by SIGTERM/Ctrl-C. A finished run's results are never replaced
-by either. (lab/train.py writes running and ok/diverged through save_results.)"""
+"""How a lab command ends when its work does not return: failed (one line for the user, the traceback in the
+run's log) or interrupted by SIGTERM/Ctrl-C. `run_or_exit` is the one place lab.train, lab.eval and lab.predict
+end; a finished run's results.json is never replaced by a failure or a stop. (lab/train.py writes the
+running, ok and diverged statuses itself.)"""
 import logging
+import math
 import os
+import shutil
+import signal
 import sys
+import threading
 import traceback
+from contextlib import contextmanager
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 
 from lab.errors import USER_ERRORS, ResumeRefused
-from lab.run_files import FINISHED, git_commit, read_results, write_json
+from lab.run_files import FINISHED, read_results, save_results, write_json
 
 log = logging.getLogger("lab")
+STOPPED_BY = {"signal": None}  # "Ctrl-C" once the user pressed it: the last line names it
+EXIT_STATUS = {"Ctrl-C": 130, "SIGTERM": 143}  # 128 + the signal's number, as a shell reports it
+
+
+def run_or_exit(work, cfg, run_dir: Path, records_run: bool = True):
+    """work(cfg, run_dir)'s value, or the end of the process: a stop exits 130/143, a user error 2, any other
+    error 1, each after one log line. records_run: work writes results.json (lab.train), so a failure or a
+    stop is recorded there. Under -m a failed job returns NaN instead, so the sweep goes on (lab.sweep names
+    the failed jobs and exits 1 at the end)."""
+    try:
+        with ctrl_c_stops_after_the_batch():
+            value = work(cfg, run_dir)
+    except BaseException as err:
+        by = stop_signal(err)
+        if by:
+            stopped(cfg, run_dir, by, records_run)
+        if not isinstance(err, Exception):  # SystemExit that is not a stop, GeneratorExit
+            raise
+        message = fail(cfg, run_dir, err, records_run)
+        log.error(f"error: {message}" + (f" [run dir {run_dir}]" if run_dir.is_dir() and records_run else ""))
+        if in_sweep():
+            return math.nan
+        sys.exit(2 if isinstance(err, USER_ERRORS) else 1)
+    if STOPPED_BY["signal"]:  # pressed where Lightning does not stop early (a last batch): stop a sweep too
+        stopped(cfg, run_dir, STOPPED_BY["signal"], records_run)
+    return value
+
+
+def stop_signal(err: BaseException) -> str | None:
+    """"SIGTERM" or "Ctrl-C" when err is how a stop surfaces, else None."""
+    if isinstance(err, KeyboardInterrupt):
+        return "Ctrl-C"
+    # Lightning's SIGTERMException (a SystemExit), matched by name: importing Lightning here would make
+    # every lab command pay for it, and a Ctrl-C during that import would escape as a traceback.
+    if type(err).__name__ == "SIGTERMException":
+        return STOPPED_BY["signal"] or "SIGTERM"
+    if isinstance(err, SystemExit) and STOPPED_BY["signal"]:  # Lightning exits 1 on a KeyboardInterrupt
+        return STOPPED_BY["signal"]
+    return None
+
+
+def in_sweep() -> bool:
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+@contextmanager
+def ctrl_c_stops_after_the_batch():
+    """The first Ctrl-C stops the run the way SIGTERM does: after the current batch, with last.ckpt saved
+    there and status interrupted, so resume=true continues exactly. It sends this process SIGTERM, which
+    Lightning's handler (installed while fit/test run) turns into a stop at the batch's end. Elsewhere, or
+    pressed again, Ctrl-C interrupts at once (Lightning then exits 1 mid-batch, with no checkpoint)."""
+    def on_ctrl_c(signum, frame):
+        lightning_stops = signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, signal.SIG_IGN, None)
+        first = STOPPED_BY["signal"] is None
+        STOPPED_BY["signal"] = "Ctrl-C"
+        if first and lightning_stops:
+            log.warning("Ctrl-C: stopping after this batch and saving last.ckpt (press again to stop at once)")
+            os.kill(os.getpid(), signal.SIGTERM)
+        else:
+            raise KeyboardInterrupt
+
+    STOPPED_BY["signal"] = None  # a new job (the basic launcher runs a sweep's jobs in one process)
+    if threading.current_thread() is not threading.main_thread():  # signal handlers live in the main thread
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, on_ctrl_c)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def is_rank_zero() -> bool:
     # DDP children are re-executed copies of this command; only rank 0 writes run files.
     return os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"
-
-
-def save_results(cfg, run_dir: Path, results: dict) -> None:
-    try:
-        overrides = list(HydraConfig.get().overrides.task)
-    except ValueError:  # called outside Hydra (tests)
-        overrides = []
-    results = dict(results, seed=cfg.seed, overrides=overrides, git_commit=git_commit(),
-                   model=cfg.model.name, dataset=cfg.dataset.name)
-    write_json(run_dir / "results.json", results)
 
 
 def log_file_only(text: str) -> None:
@@ -65,30 +131,50 @@ def record_stop(cfg, run_dir: Path, results: dict, keep_record: bool = False) ->
     return False
 
 
-def fail(cfg, run_dir: Path, err: Exception) -> str:
-    """Record a failed run: one line for the user, the traceback in the run's log file."""
-    if isinstance(err, USER_ERRORS):
-        message = str(err)
-    else:
+def fail(cfg, run_dir: Path, err: Exception, records_run: bool = True) -> str:
+    """Record a failed run: one line for the user, the traceback in the run's log file. A user error before
+    a single new run began leaves no run dir: the line says everything (a sweep's job dir stays, for the
+    report, and so does a resumed run's)."""
+    user_error = isinstance(err, USER_ERRORS)
+    message = str(err) if user_error else error_line(err)
+    if not user_error:
         log_file_only("".join(traceback.format_exception(err)))
-        message = error_line(err)
-    # Failed, so a sweep names the job; a refused resume leaves the run's record as it was otherwise.
+    if not records_run:
+        return message
+    began = (run_dir / "results.json").exists()
+    if user_error and not began and not in_sweep() and not cfg.get("resume") and is_rank_zero():
+        remove_run_dir(run_dir)
+        return message
     record_stop(cfg, run_dir, dict(status="failed", error=message, test_acc=None),
                 keep_record=isinstance(err, ResumeRefused))
     return message
 
 
-def stopped(cfg, run_dir: Path, by: str) -> None:
+def remove_run_dir(run_dir: Path) -> None:
+    """Hydra's own files only (.hydra/, the log): nothing of a run is lost. The date dir above goes too
+    when this run was its only one."""
+    if any(p.name not in (".hydra", "train.log", "eval.log", "predict.log") for p in run_dir.iterdir()):
+        return
+    shutil.rmtree(run_dir, ignore_errors=True)
+    try:
+        run_dir.parent.rmdir()
+    except OSError:  # not empty: other runs of that day
+        pass
+
+
+def stopped(cfg, run_dir: Path, by: str, records_run: bool = True) -> None:
     """SIGTERM or Ctrl-C: record the run as interrupted (unless it finished) and say how to continue it."""
-    if record_stop(cfg, run_dir, dict(status="interrupted", test_acc=None)):
+    if not records_run:
+        log.error(f"stopped by {by}")
+    elif record_stop(cfg, run_dir, dict(status="interrupted", test_acc=None)):
         log.error(f"stopped by {by}; {run_dir} had finished, its results are saved")
     else:
         log.error(f"stopped by {by}; continue with the same command plus resume=true {resume_dir(run_dir)}")
-    sys.exit(130 if by == "Ctrl-C" else 143)  # 128 + the signal's number, as a shell reports it
+    sys.exit(EXIT_STATUS.get(by, 143))
 
 
 def resume_dir(run_dir: Path) -> str:
     """The override that points resume=true at this run, or at its whole sweep under -m."""
-    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+    if in_sweep():
         return f"hydra.sweep.dir={HydraConfig.get().sweep.dir} (the whole sweep: finished jobs are skipped)"
     return f"hydra.run.dir={run_dir}"

@@ -8,11 +8,13 @@ import logging
 from pathlib import Path
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from lab.errors import ConfigError, DataError
+from lab.eval import checkpoint_path
+from lab.outcome import run_or_exit
 from lab.run_files import write_json
-from lab.eval import checkpoint_path, run_or_exit
 
 log = logging.getLogger("lab")
 
@@ -105,7 +107,7 @@ def predict(cfg: DictConfig, out_dir: Path) -> list[dict]:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="predict")
 def main(cfg: DictConfig) -> None:
-    run_or_exit(predict, cfg)
+    run_or_exit(predict, cfg, Path(HydraConfig.get().runtime.output_dir), records_run=False)
 
 
 if __name__ == "__main__":

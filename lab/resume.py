@@ -6,14 +6,18 @@ Lightning restores the optimizer and scheduler from the checkpoint whatever the 
 another lr, optimizer or schedule would silently mix two experiments in one run. The checkpoint's copy of the
 config is the reference."""
 import logging
+import math
+import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 from omegaconf import OmegaConf
 
-from lab.errors import ResumeRefused
+from lab.errors import CheckpointError, ConfigError, ResumeRefused
 from lab.keys import flatten
-from lab.run_files import FINISHED, write_atomic
+from lab.outcome import is_rank_zero
+from lab.run_files import FINISHED, print_results, read_results, write_atomic
 
 log = logging.getLogger("lab")
 # What a resumed run may change: where files are, how long it runs, where it runs, how it logs. (A longer
@@ -22,16 +26,71 @@ MAY_DIFFER = ("resume", "trainer.max_epochs", "trainer.max_steps", "trainer.acce
               "logger", "dataset.num_workers", "model.compile")
 
 
-def trained_record(last_ckpt: Path) -> dict:
-    """The checkpoint's hyperparameters: the resolved `config` and the group `choices` it was trained with
-    (mmap: the weights are not read). Empty when there is no readable checkpoint."""
-    if not last_ckpt.is_file():
-        return {}
+def slurm_requeued() -> bool:
+    """A SLURM job requeued after preemption or timeout (submitit) runs its command again: it resumes."""
+    return int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) > 0
+
+
+def report_finished(cfg, run_dir: Path, done: dict) -> float:
+    """resume=true on a run that already finished: nothing to train (so nothing may fail it now); say so, and
+    what it reported. Other settings only warn, and the run keeps its record."""
+    check_resume(cfg, run_dir, done)
+    log.info(f"resume: {run_dir} already finished ({done['status']}), nothing to do")
+    by_epochs = cfg.trainer.get("max_steps") in (None, -1)  # a max_steps run stops mid-way on purpose
+    if done["status"] == "ok" and by_epochs and done.get("epochs") not in (None, cfg.trainer.max_epochs):
+        log.warning(f"resume: the run finished after {done['epochs']} epochs and resume=true does not extend "
+                    f"a finished run (trainer.max_epochs={cfg.trainer.max_epochs} ignored): start a new run")
+    if is_rank_zero():
+        print_results(done)
+    return done["test_acc"] if done.get("test_acc") is not None else math.nan
+
+
+@contextmanager
+def keeping_run_record(run_dir: Path, resume: bool):
+    """A check that fails before a resumed run trains leaves the run's record as it was (ResumeRefused)."""
     try:
-        ckpt = torch.load(last_ckpt, map_location="cpu", weights_only=True, mmap=True)
-    except Exception:  # damaged: Lightning's own load reports it when training resumes
-        return {}
-    return ckpt.get("hyper_parameters") or {}
+        yield
+    except ConfigError as err:
+        if resume and keep_run_record(run_dir, read_results(run_dir)):
+            raise ResumeRefused(str(err)) from None
+        raise
+
+
+def resume_checkpoint(run_dir: Path) -> Path | None:
+    """The newest readable checkpoint to continue from: last.ckpt, else best.ckpt (an earlier epoch: the
+    epochs after it are trained again). None when the run has none yet."""
+    folder = run_dir / "checkpoints"
+    found = [folder / name for name in ("last.ckpt", "best.ckpt") if (folder / name).is_file()]
+    if not found:
+        return None
+    for path in found:
+        if read_checkpoint(path) is not None:
+            if path.name != "last.ckpt":
+                log.warning(f"resume: {folder / 'last.ckpt'} is missing or damaged: continuing from {path}, "
+                            "so the epochs after it are trained again")
+            return path
+    raise CheckpointError(f"resume: every checkpoint in {folder} is damaged ({', '.join(p.name for p in found)} "
+                          f"cannot be read), so the run cannot continue: delete {folder} to train it again from "
+                          f"the start, or start a new run in another dir")
+
+
+def read_checkpoint(path: Path) -> dict | None:
+    """The checkpoint, memory-mapped (the weights are not read), or None when it is damaged."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:
+        return None
+
+
+def trained_record(run_dir: Path) -> dict:
+    """The newest readable checkpoint's hyperparameters: the resolved `config` and the group `choices` the run
+    was trained with. Empty when it has no readable checkpoint."""
+    for name in ("last.ckpt", "best.ckpt"):
+        path = run_dir / "checkpoints" / name
+        ckpt = read_checkpoint(path) if path.is_file() else None
+        if ckpt is not None:
+            return ckpt.get("hyper_parameters") or {}
+    return {}
 
 
 def differences(trained: dict, now: dict) -> list[str]:
@@ -60,7 +119,7 @@ def restore_hydra_record(run_dir: Path, record: dict, overrides) -> None:
 
 def keep_run_record(run_dir: Path, done: dict | None) -> bool:
     """Put back the record of a run that has a checkpoint; False when there is none (nothing to keep)."""
-    record = trained_record(run_dir / "checkpoints" / "last.ckpt")
+    record = trained_record(run_dir)
     if record.get("config") is None:
         return False
     restore_hydra_record(run_dir, record, (done or {}).get("overrides"))
@@ -70,7 +129,7 @@ def keep_run_record(run_dir: Path, done: dict | None) -> bool:
 def check_resume(cfg, run_dir: Path, done: dict | None, refuse: bool = True) -> None:
     """Before anything is trained or written: refuse (or with refuse=False, warn) to continue an unfinished
     run with other settings; for a finished run (nothing to train) warn. Either way the run keeps its record."""
-    record = trained_record(run_dir / "checkpoints" / "last.ckpt")
+    record = trained_record(run_dir)
     if record.get("config") is None:
         return
     finished = bool(done) and done.get("status") in FINISHED

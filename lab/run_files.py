@@ -3,6 +3,7 @@
 Every file is written to a temp file in the same dir and renamed over the target, so a killed run leaves
 either the old file or the new one, never half of one (a sweep's resume trusts results.json)."""
 import json
+import math
 import os
 import subprocess
 import tempfile
@@ -47,12 +48,32 @@ def read_results(run_dir: Path) -> dict | None:
         return None
 
 
-def git_commit() -> str | None:
+def git_state() -> dict:
+    """{"git_commit": HEAD, "git_dirty": True when tracked files differ from it}: a result from an edited tree
+    names the commit it started from, and says so. None for both outside a git checkout."""
+    def git(*args):
+        out = subprocess.run(["git", *args], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent)
+        return out.stdout.strip() if out.returncode == 0 else None
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).parent)
-        return out.stdout.strip() or None if out.returncode == 0 else None
+        commit = git("rev-parse", "HEAD") or None
+        dirty = None if commit is None else bool(git("status", "--porcelain", "--untracked-files=no"))
     except (OSError, subprocess.SubprocessError):
-        return None
+        commit, dirty = None, None
+    return {"git_commit": commit, "git_dirty": dirty}
 
 
+def save_results(cfg, run_dir: Path, results: dict) -> None:
+    """results.json: the run's numbers plus what identifies it (seed, overrides as typed, commit)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    results = dict(results, seed=cfg.seed, overrides=overrides, **git_state(), model=cfg.model.name,
+                   dataset=cfg.dataset.name)
+    write_json(run_dir / "results.json", results)
+
+
+def print_results(results: dict) -> None:
+    """stdout carries these two lines only (the lab's Task 1 output); logs go to stderr."""
+    accuracy = results["test_acc"] if results.get("test_acc") is not None else math.nan
+    print(f"Model Accuracy: {accuracy:.4f}")
+    print(f"Total time: {results.get('total_time_s') or math.nan:.2f}")

@@ -1,42 +1,17 @@
-"""Hydra callback for multiruns: names job dirs by the swept keys, writes the report, flags failed jobs."""
-import fcntl
+"""Multiruns: job dirs named by the swept keys (the hydra.sweep.subdir resolver), and a Hydra callback that
+writes the report at the end and flags failed jobs."""
 import logging
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import OmegaConf
 
-from lab.errors import ConfigError
 from lab.keys import run_overrides
 from lab.run_files import read_results
 
 log = logging.getLogger("lab")
-_claimed_gpu_lock = None  # held for the life of this worker process
-
-
-def claim_gpu(gpu_pool) -> None:
-    """Under a parallel launcher (hydra/launcher=joblib) each worker process takes one GPU of gpu_pool
-    for its whole life: CUDA_VISIBLE_DEVICES cannot change once CUDA is initialised, and workers are reused."""
-    global _claimed_gpu_lock
-    if not gpu_pool or _claimed_gpu_lock is not None:
-        return
-    for gpu in gpu_pool:
-        lock = open(os.path.join(tempfile.gettempdir(), f"lab-gpu-{gpu}.lock"), "w")
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            lock.close()
-            continue
-        _claimed_gpu_lock = lock
-        os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
-        log.info(f"gpu_pool: this worker uses GPU {gpu}")
-        return
-    raise ConfigError(f"gpu_pool={list(gpu_pool)}: every GPU is held by another job; run at most "
-                      f"{len(gpu_pool)} jobs at once (hydra.launcher.n_jobs={len(gpu_pool)})")
 
 
 def swept_keys(config) -> list[str]:

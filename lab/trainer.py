@@ -1,11 +1,11 @@
-"""conf/trainer/ and conf/logger/: the Lightning Trainer with lab's callbacks, precision and progress bar."""
+"""conf/trainer/ and conf/logger/: the device (gpu_pool, precision, memory layout) and the Lightning Trainer with
+lab's callbacks and logger."""
+import fcntl
 import logging
 import os
-import signal
 import sys
-import threading
+import tempfile
 import warnings
-from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 
@@ -14,10 +14,11 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import OmegaConf
 
+from lab.errors import ConfigError
 from lab.recorder import AtomicCheckpoint
 
 log = logging.getLogger("lab")
-STOPPED_BY = {"signal": None}  # "Ctrl-C" once the user pressed it: lab.train names it in its last line
+_claimed_gpu_lock = None  # held for the life of this worker process
 
 
 def quiet_lightning() -> None:
@@ -52,6 +53,37 @@ def resolve_precision(precision: str, accelerator: str) -> str:
     return "bf16-mixed" if cpu_has_fast_bf16() else "32-true"
 
 
+def claim_gpu(gpu_pool) -> None:
+    """Under a parallel launcher (hydra/launcher=joblib) each worker process takes one GPU of gpu_pool
+    for its whole life: CUDA_VISIBLE_DEVICES cannot change once CUDA is initialised, and workers are reused."""
+    global _claimed_gpu_lock
+    if not gpu_pool or _claimed_gpu_lock is not None:
+        return
+    for gpu in gpu_pool:
+        lock = open(os.path.join(tempfile.gettempdir(), f"lab-gpu-{gpu}.lock"), "w")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            continue
+        _claimed_gpu_lock = lock
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
+        log.info(f"gpu_pool: this worker uses GPU {gpu}")
+        return
+    raise ConfigError(f"gpu_pool={list(gpu_pool)}: every GPU is held by another job; run at most "
+                      f"{len(gpu_pool)} jobs at once (hydra.launcher.n_jobs={len(gpu_pool)})")
+
+
+def use_channels_last(cfg) -> bool:
+    """model.channels_last, except where it hangs: on the CPU, oneDNN (torch 2.14) segfaults or spins forever
+    in the backward pass of channels_last convolutions this narrow (seen with base_width 2, 3, 4 and 6)."""
+    if cfg.model.channels_last and cfg.model.base_width < 8 and not uses_cuda(cfg.trainer.accelerator):
+        log.warning(f"model.channels_last ignored: model.base_width={cfg.model.base_width} is under 8, where "
+                    "channels_last convolutions hang or crash on the CPU (oneDNN); training in the default layout")
+        return False
+    return cfg.model.channels_last
+
+
 def checkpoint_callbacks(folder: Path) -> list:
     """best.ckpt (highest val_acc) and last.ckpt (every epoch). Two callbacks, because save_last=True in
     Lightning 2.6 rewrites last.ckpt only in epochs that also improved best.ckpt. Both are saved at the end
@@ -79,30 +111,3 @@ def build_trainer(cfg, run_dir: Path, callbacks: list) -> pl.Trainer:
     return hydra.utils.instantiate(
         trainer_cfg, callbacks=callbacks, logger=logger, enable_progress_bar=tty,
         enable_model_summary=False, use_distributed_sampler=False, default_root_dir=str(run_dir))
-
-
-@contextmanager
-def ctrl_c_stops_after_the_batch():
-    """The first Ctrl-C stops the run the way SIGTERM does: after the current batch, with last.ckpt saved
-    there and status interrupted, so resume=true continues exactly. It sends this process SIGTERM, which
-    Lightning's handler (installed while fit/test run) turns into a stop at the batch's end. Elsewhere, or
-    pressed again, Ctrl-C interrupts at once (Lightning then exits 1 mid-batch, with no checkpoint)."""
-    def on_ctrl_c(signum, frame):
-        lightning_stops = signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, signal.SIG_IGN, None)
-        if STOPPED_BY["signal"] is None and lightning_stops:
-            STOPPED_BY["signal"] = "Ctrl-C"
-            log.warning("Ctrl-C: stopping after this batch and saving last.ckpt (press again to stop at once)")
-            os.kill(os.getpid(), signal.SIGTERM)
-        else:
-            STOPPED_BY["signal"] = "Ctrl-C"
-            raise KeyboardInterrupt
-
-    STOPPED_BY["signal"] = None  # a new job (the basic launcher runs a sweep's jobs in one process)
-    if threading.current_thread() is not threading.main_thread():  # signal handlers live in the main thread
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, on_ctrl_c)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)

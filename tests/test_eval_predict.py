@@ -98,7 +98,7 @@ def run_in_process(module, config_name: str, overrides: list, out_dir):
 
 
 def test_eval_refuses_other_classes_and_missing_checkpoints(trained, tmp_path):
-    from lab.eval import evaluate
+    from lab.eval import score_checkpoint as evaluate
 
     _, run_dir, _ = trained
     colour_folder(tmp_path / "colours", {"train_dataset": 2, "test_dataset": 1})
@@ -111,7 +111,7 @@ def test_eval_refuses_other_classes_and_missing_checkpoints(trained, tmp_path):
 
 
 def test_eval_takes_a_run_dir_for_its_best_checkpoint(trained, tmp_path, caplog):
-    from lab.eval import evaluate
+    from lab.eval import score_checkpoint as evaluate
 
     _, run_dir, env = trained
     best = run_dir / "checkpoints" / "best.ckpt"
