@@ -48,6 +48,8 @@ def reads_a_folder(cfg) -> bool:
 RULES = [
     ("seed", is_int, "an integer"),
     ("resume", lambda v: isinstance(v, bool), "true or false"),
+    ("cpu_threads", lambda v: v in (None, "auto") or (is_int(v) and v >= 1), "auto, null or an integer >= 1"),
+    ("progress_every_s", lambda v: v is None or (is_number(v) and v > 0), "a number of seconds > 0, or null (off)"),
     ("model.channels_last", lambda v: isinstance(v, bool), "true or false"),
     ("model.compile", lambda v: isinstance(v, bool), "true or false"),
     ("model.base_width", lambda v: is_int(v) and v >= 1, "an integer >= 1, e.g. 64"),

@@ -53,7 +53,7 @@ class EpochRecorder(pl.Callback):
     replaced, so an interrupted-and-resumed run ends with the same rows as an uninterrupted one."""
 
     def __init__(self, run_dir: Path, extra_columns=(), started_at: float | None = None,
-                 segment_started_at: float | None = None):
+                 segment_started_at: float | None = None, progress_every_s: float | None = None):
         self.path = Path(run_dir) / "metrics.csv"
         self.columns = METRIC_COLUMNS + list(extra_columns)
         self.diverged_epoch = None
@@ -66,6 +66,10 @@ class EpochRecorder(pl.Callback):
         # total time is the whole run's: time lost after that checkpoint is work the run did not keep.
         self.segment_started_at = segment_started_at or time.time()
         self.earlier_segments_s = 0.0
+        self.processes = 1  # this one and those it resumed: train_time_s and train_images cover them all
+        self.epoch_start = None
+        self.resumed_epoch_elapsed_s = 0.0  # a run stopped mid-epoch had trained this long in that epoch
+        self.progress_every_s, self.last_progress, self.epoch_images = progress_every_s, None, 0
 
     def sync_time(self, trainer) -> float:
         if trainer.strategy.root_device.type == "cuda":
@@ -73,19 +77,28 @@ class EpochRecorder(pl.Callback):
         return time.perf_counter()
 
     def on_train_start(self, trainer, pl_module):
-        # A run resumed mid-epoch skips on_train_epoch_start: time the rest of that epoch from here.
-        self.epoch_start = self.phase_start = self.sync_time(trainer)
+        # A run resumed mid-epoch skips on_train_epoch_start: its epoch time counts the part trained before.
+        self.phase_start = self.last_progress = self.sync_time(trainer)
+        self.epoch_start = self.phase_start - self.resumed_epoch_elapsed_s
 
     def on_train_epoch_start(self, trainer, pl_module):
-        self.epoch_start = self.phase_start = self.sync_time(trainer)
+        self.epoch_start = self.phase_start = self.last_progress = self.sync_time(trainer)
+        self.epoch_images = 0
 
     def state_dict(self) -> dict:
-        elapsed = self.earlier_segments_s + time.time() - self.segment_started_at
-        return {"train_time_s": self.train_time_s, "train_images": self.train_images, "elapsed_s": elapsed}
+        """Saved in every checkpoint, also one taken mid-epoch (SIGTERM): the training phase under way counts."""
+        now = time.perf_counter()
+        running_s = now - self.phase_start if self.phase_start is not None else 0.0
+        return {"train_time_s": self.train_time_s + running_s, "train_images": self.train_images,
+                "elapsed_s": self.earlier_segments_s + time.time() - self.segment_started_at,
+                "epoch_elapsed_s": now - self.epoch_start if self.epoch_start is not None else 0.0,
+                "processes": self.processes}
 
     def load_state_dict(self, state: dict) -> None:
         self.train_time_s, self.train_images = state["train_time_s"], state["train_images"]
         self.earlier_segments_s = state.get("elapsed_s", 0.0)
+        self.resumed_epoch_elapsed_s = state.get("epoch_elapsed_s", 0.0)
+        self.processes = state.get("processes", 1) + 1
 
     def on_exception(self, trainer, pl_module, exception):
         # SIGTERM (preemption, scancel, Ctrl-C via lab/trainer.py) stops after the batch: save it there.
@@ -106,6 +119,20 @@ class EpochRecorder(pl.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         self.train_images += len(batch[1])
+        self.epoch_images += len(batch[1])
+        if self.progress_every_s and time.perf_counter() - self.last_progress >= self.progress_every_s:
+            self.log_progress(trainer, batch_idx + 1)
+
+    def log_progress(self, trainer, batches_done: int) -> None:
+        """A line inside a long epoch when no progress bar shows one (no terminal: a log file, a sweep)."""
+        now = time.perf_counter()  # no device sync: the queue of kernels ahead of the host is short
+        self.last_progress = now
+        total, rate = trainer.num_training_batches, self.epoch_images / max(now - self.phase_start, 1e-9)
+        if not trainer.is_global_zero or not math.isfinite(total):
+            return
+        eta_s = (total - batches_done) * (now - self.epoch_start) / max(batches_done, 1)
+        log.info(f"epoch {trainer.current_epoch}: batch {batches_done}/{total}, {rate:.0f} images/s, "
+                 f"epoch ETA {eta_s:.0f} s")
 
     def end_train_phase(self, trainer) -> None:
         if self.phase_start is not None:
@@ -121,6 +148,7 @@ class EpochRecorder(pl.Callback):
         # 7 significant digits: float32 noise (lr 0.029999999) would otherwise fill the table.
         metrics = {k: float(f"{float(v):.7g}") for k, v in trainer.callback_metrics.items() if v.numel() == 1}
         row = {"epoch": trainer.current_epoch, "epoch_time_s": round(self.sync_time(trainer) - self.epoch_start, 4)}
+        self.epoch_start, self.resumed_epoch_elapsed_s = None, 0.0
         row.update({k: metrics.get(k, "") for k in self.columns if k not in row})
         # Every rank decides (the values are synced), so DDP ranks stop together instead of hanging.
         if not all(math.isfinite(metrics.get(k, 0.0)) for k in ("train_loss", "val_loss")):

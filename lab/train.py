@@ -96,9 +96,10 @@ def build_run(cfg: DictConfig, run_dir: Path, job_start: float | None, started_a
     from lab.model import build_model
     from lab.module import Classifier
     from lab.recorder import EpochRecorder
-    from lab.trainer import build_trainer, use_channels_last
+    from lab.trainer import build_trainer, set_cpu_threads, shows_progress_bar, use_channels_last
 
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    set_cpu_threads(cfg.cpu_threads)
     data = split_validation(load_dataset(cfg.dataset, cfg.paths.data_dir), cfg.dataset.val_split, cfg.seed)
     if cfg.dataset.val_split == 0:
         log.warning("dataset.val_split=0: validating on the test set, as the lab did; the best checkpoint "
@@ -116,7 +117,8 @@ def build_run(cfg: DictConfig, run_dir: Path, job_start: float | None, started_a
                         compile_net=cfg.model.compile)
     datamodule = DataModule(data, cfg.dataset.batch_size, cfg.dataset.augment, cfg.seed, channels_last)
     extra_columns = ["train_ce", "train_distill"] if distiller is not None else []
-    recorder = EpochRecorder(run_dir, extra_columns, job_start, segment_started_at=started_at)
+    recorder = EpochRecorder(run_dir, extra_columns, job_start, segment_started_at=started_at,
+                             progress_every_s=None if shows_progress_bar() else cfg.progress_every_s)
     trainer = build_trainer(cfg, run_dir, [recorder])
     return module, datamodule, trainer, recorder
 
@@ -171,7 +173,9 @@ def run_facts(trainer, module, datamodule, recorder) -> dict:
                 time_to_first_step_s=recorder.time_to_first_step_s, params=count_params(module.net),
                 precision=str(trainer.precision), device=str(trainer.strategy.root_device),
                 teacher_val_acc=getattr(module.distiller, "val_acc", None),
-                num_classes=module.hparams["num_classes"], test_images=len(datamodule.data.test_labels))
+                num_classes=module.hparams["num_classes"], test_images=len(datamodule.data.test_labels),
+                processes=recorder.processes,  # the times and image counts cover every process of the run
+                cpu_threads=torch.get_num_threads())
 
 
 def cli() -> None:
