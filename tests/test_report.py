@@ -7,7 +7,8 @@ import pytest
 
 from lab.errors import ReportError
 from lab.report import main, write_report
-from lab.report_figures import draw_lr, left_out, read_metrics
+from lab.report.curves import draw_lr, read_metrics
+from lab.report.figure_parts import left_out
 from tests.conftest import run_module
 
 PNG_HEADER = b"\x89PNG\r\n\x1a\n"

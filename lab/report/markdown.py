@@ -1,7 +1,7 @@
 """summary.md for lab.report: what was swept and what was held fixed, the per-job table, the seed groups."""
 import math
 
-from lab.report import NUMERIC_COLUMNS, SEED, cell, key_columns, status_counts
+from lab.report.table import NUMERIC_COLUMNS, SEED, cell, key_columns, status_counts
 
 BEST = " ★"
 

@@ -1,19 +1,13 @@
-"""python -m lab.report DIR [DIR ...] [--out OUT]: tables and figures for finished sweeps and runs.
+"""The report's tables: one row per job read from its run dir, the seed groups, and how a cell reads.
 
 A DIR is a run dir (results.json, metrics.csv, .hydra/) or a sweep dir whose subdirectories are run dirs.
-Written to OUT: summary.csv and summary.md (one row per job; lab/report_markdown.py), summary_grouped.csv
-when seed is swept, and the figures of lab/report_figures.py. lab.sweep calls write_report at the end of every
-multirun.
-pandas, matplotlib and torch (via lab.run_files) are imported inside functions so that --help is instant."""
-import argparse
-import logging
-import sys
+The shared vocabulary of lab.report (column names, cells): figures.py and markdown.py import it from here.
+pandas and yaml are imported inside functions so that --help is instant."""
 from pathlib import Path
 
 from lab.errors import ReportError
 from lab.keys import run_overrides
-
-log = logging.getLogger("lab")
+from lab.run_files import read_results
 
 RESULT_COLUMNS = ["status", "test_acc", "test_acc_top5", "best_val_acc", "train_time_s", "epochs", "params",
                   "images_per_s"]
@@ -56,8 +50,6 @@ def parse_value(text):
     return text
 
 
-
-
 def read_yaml(path: Path):
     import yaml
 
@@ -90,8 +82,6 @@ def job_note(results: dict | None, run_dir: Path) -> str:
 
 
 def load_job(run_dir: Path, source: str) -> dict:
-    from lab.run_files import read_results
-
     results = read_results(run_dir)
     overrides = (results or {}).get("overrides")
     if not isinstance(overrides, list):
@@ -206,68 +196,9 @@ def per_class_table(table):
     """Per-class test accuracy, one column per job (results.json has it for datasets of <= 100 classes)."""
     import pandas as pd
 
-    from lab.run_files import read_results
-
     # Named by source too when several dirs are compared: two sweeps may both have optimizer.lr=0.03.
     names = [f"{source}/{job}" if SOURCE in table else job
              for source, job in zip(table.get(SOURCE, table.job), table.job)]
     columns = {name: (read_results(run_dir) or {}).get("per_class_acc") for name, run_dir in zip(names, table.run_dir)}
     columns = {job: acc for job, acc in columns.items() if acc}
     return pd.DataFrame(columns).rename_axis("class") if columns else None
-
-
-def write_report(dirs, out) -> dict:
-    """Tables and figures for the runs under `dirs`, written to `out`.
-
-    Returns {"table": per-job DataFrame, "grouped": DataFrame over seeds or None, "swept": keys, "files": paths}."""
-    dirs, out = [Path(d) for d in dirs], Path(out)
-    table, swept, fixed = build_table(dirs)
-    from lab.report_figures import write_figures
-    from lab.report_markdown import summary_markdown
-    from lab.run_files import write_atomic
-
-    grouped = group_over_seeds(table, swept) if SEED in swept else None
-    out.mkdir(parents=True, exist_ok=True)
-    files = [out / "summary.csv"]
-    write_atomic(files[0], table.drop(columns=["run_dir", "group"]).to_csv(index=False))
-    per_class = per_class_table(table)
-    if per_class is not None:
-        files.append(out / "per_class_acc.csv")
-        write_atomic(files[-1], per_class.to_csv())
-    if grouped is not None:
-        files.append(out / "summary_grouped.csv")
-        write_atomic(files[-1], grouped.drop(columns=["group"]).to_csv(index=False))
-    # Tables first: lab.sweep logs a failing figure and goes on, and the numbers should be there by then.
-    figures = write_figures(table, swept, out)
-    files.append(out / "summary.md")
-    write_atomic(files[-1], summary_markdown(table, grouped, swept, fixed, dirs, figures))
-    log.info(f"report: {len(table)} jobs ({status_counts(table.status)}) -> {out}")
-    return {"table": table, "grouped": grouped, "swept": swept, "files": files + figures}
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m lab.report", description="Tables and figures for finished sweeps and runs.",
-        epilog="Writes summary.csv, summary.md, summary_grouped.csv (seed sweeps), acc_vs_<key>.png, "
-               "curves.png and compare.png (categorical sweeps).")
-    parser.add_argument("dirs", nargs="+", type=Path, metavar="DIR",
-                        help="a run dir (with results.json) or a sweep dir whose subdirectories are run dirs")
-    parser.add_argument("--out", type=Path, help="where the report is written; default: DIR itself when one "
-                        "DIR is given; required when several are compared")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    if args.out is None and len(args.dirs) > 1:
-        print(f"lab.report: error: {len(args.dirs)} DIRs given; pass --out DIR for the combined report",
-              file=sys.stderr)
-        return 2
-    try:
-        report = write_report(args.dirs, args.out or args.dirs[0])
-    except ReportError as err:
-        print(f"lab.report: error: {err}", file=sys.stderr)
-        return 2
-    print("\n".join(str(path) for path in report["files"]))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
