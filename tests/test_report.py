@@ -12,8 +12,9 @@ from lab.report.figure_parts import left_out
 from tests.conftest import run_module
 
 PNG_HEADER = b"\x89PNG\r\n\x1a\n"
-JOB_COLUMNS = ["status", "test_acc", "test_acc_top5", "best_val_acc", "teacher_val_acc", "train_time_s",
-               "total_time_s", "epochs", "params", "images_per_s", "num_classes", "test_images", "job", "note"]
+JOB_COLUMNS = ["status", "test_acc", "test_acc_low", "test_acc_high", "vs_best", "vs_best_p", "test_acc_top5",
+               "best_val_acc", "teacher_val_acc", "train_time_s", "total_time_s", "epochs", "params",
+               "images_per_s", "num_classes", "test_images", "job", "note"]
 
 
 def make_run(run_dir, overrides, status="ok", test_acc=0.5, epochs=3, lrs=None, seed=42, error=None,

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from lab.errors import ReportError
 from lab.keys import run_overrides
+from lab.report.noise import noise_columns, wilson_interval
 from lab.run_files import read_results
 
 RESULT_COLUMNS = ["status", "test_acc", "test_acc_top5", "best_val_acc", "teacher_val_acc", "train_time_s",
@@ -15,8 +16,7 @@ NUMERIC_COLUMNS = RESULT_COLUMNS[1:]
 # What each job's data was: its class count (top-5 is 1 with 5 classes or fewer) and its test-set size.
 DATA_COLUMNS = ["num_classes", "test_images"]
 SEED, SOURCE = "seed", "source"
-ACCURACY = "{:.4f}"
-FORMATS = {"test_acc": ACCURACY, "test_acc_top5": ACCURACY, "best_val_acc": ACCURACY, "teacher_val_acc": ACCURACY,
+FORMATS = {"test_acc": "{:.4f}", "test_acc_top5": "{:.4f}", "best_val_acc": "{:.4f}", "teacher_val_acc": "{:.4f}",
            "train_time_s": "{:.1f}", "total_time_s": "{:.1f}", "epochs": "{:.0f}", "params": "{:,.0f}",
            "images_per_s": "{:.0f}"}
 # Values a group option sets without an override (each optimizer option has its own lr, adamw its own weight
@@ -170,12 +170,20 @@ def build_table(dirs: list[Path], names: list[str]):
     counts = ["epochs", "params"] + DATA_COLUMNS
     table[counts] = table[counts].apply(pd.to_numeric, errors="coerce").round().astype("Int64")  # not 2.0 by NaN
     table = table[swept + configured + RESULT_COLUMNS + DATA_COLUMNS + ["job", "note", "run_dir"]]
-    if swept:  # the sources in the order the DIRs were given (a baseline first), the rest by value
-        order = {name: i for i, name in enumerate(names)}
-        table = table.sort_values(swept, key=lambda c: c.map(order) if c.name == SOURCE else sort_key(c),
-                                  kind="stable").reset_index(drop=True)
+    table = sort_jobs(table, swept, names)
+    at = table.columns.get_loc("test_acc") + 1  # each test_acc's interval and comparison next to it
+    table = pd.concat([table.iloc[:, :at], noise_columns(table), table.iloc[:, at:]], axis=1)
     table["group"] = group_ids(table, swept)
     return table, swept, common_overrides(jobs)
+
+
+def sort_jobs(table, swept: list[str], names: list[str]):
+    """By the swept values; the sources in the order the DIRs were given (a baseline first)."""
+    if not swept:
+        return table
+    order = {name: i for i, name in enumerate(names)}
+    return table.sort_values(swept, key=lambda c: c.map(order) if c.name == SOURCE else sort_key(c),
+                             kind="stable").reset_index(drop=True)
 
 
 def group_ids(table, swept: list[str]) -> list[int]:
@@ -207,7 +215,11 @@ def group_over_seeds(table, swept: list[str]):
         for column in NUMERIC_COLUMNS:
             values = ok[column].astype(float)
             row[f"{column}_mean"] = values.mean()
-            row[f"{column}_std"] = 0.0 if len(values) > 1 and values.nunique(dropna=False) == 1 else values.std()
+            row[f"{column}_std"] = 0.0 if values.count() > 1 and values.nunique() == 1 else values.std()
+        n, acc = row["test_images"], row["test_acc_mean"]
+        # The test set's noise in the mean: the seeds share one test set, so more seeds do not narrow it.
+        interval = wilson_interval(acc, int(n)) if pd.notna(n) and pd.notna(acc) else (None, None)
+        row["test_acc_mean_low"], row["test_acc_mean_high"] = interval
         rows.append(row)
     return pd.DataFrame(rows)
 
