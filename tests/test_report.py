@@ -7,24 +7,27 @@ import pytest
 
 from lab.errors import ReportError
 from lab.report import main, write_report
-from lab.report_figures import draw_lr, left_out, read_metrics
+from lab.report.curves import draw_lr, read_metrics
+from lab.report.figure_parts import left_out
 from tests.conftest import run_module
 
 PNG_HEADER = b"\x89PNG\r\n\x1a\n"
-JOB_COLUMNS = ["status", "test_acc", "test_acc_top5", "best_val_acc", "train_time_s", "epochs", "params",
-               "images_per_s", "job", "note"]
+JOB_COLUMNS = ["status", "test_acc", "test_acc_low", "test_acc_high", "vs_best", "vs_best_p", "test_acc_top5",
+               "best_val_acc", "teacher_val_acc", "train_time_s", "total_time_s", "epochs", "params",
+               "images_per_s", "num_classes", "test_images", "job", "note"]
 
 
 def make_run(run_dir, overrides, status="ok", test_acc=0.5, epochs=3, lrs=None, seed=42, error=None,
-             config=None):
-    """A run dir as lab.train leaves it; test_acc=None and status!='ok' for diverged/failed jobs."""
+             config=None, **extra):
+    """A run dir as lab.train leaves it; test_acc=None and status!='ok' for diverged/failed jobs; `extra`:
+    more results.json keys (teacher_val_acc, per_class_acc, test_images, ...)."""
     (run_dir / ".hydra").mkdir(parents=True)
     (run_dir / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
     (run_dir / ".hydra" / "config.yaml").write_text(config or "seed: 42\n")
     results = dict(status=status, test_acc=test_acc, test_acc_top5=None if test_acc is None else 0.99,
                    best_val_acc=test_acc, train_time_s=10.0 + epochs, epochs=epochs, params=1234,
                    images_per_s=500.0, seed=seed, overrides=overrides, error=error,
-                   diverged_epoch=1 if status == "diverged" else None)
+                   diverged_epoch=1 if status == "diverged" else None, **extra)
     (run_dir / "results.json").write_text(json.dumps(results))
     lrs = lrs or [0.1] * epochs
     rows = [f"{e},{lr},{2.0 / (e + 1)},{0.3 + 0.1 * e},{1.5},{0.4 + 0.1 * e},1.2," for e, lr in enumerate(lrs)]

@@ -1,7 +1,7 @@
 """lab.report's figures measured after layout: readable labels, honest legends, axes only for real sweeps."""
 import pytest
 
-import lab.report_figures as report_figures
+import lab.report.figures as report_figures
 from lab.report import write_report
 from tests.test_report import make_run
 

@@ -1,4 +1,5 @@
-"""Figures for lab.report: test accuracy vs each numeric swept key, training curves, a bar comparison.
+"""Figures for lab.report: test accuracy vs each numeric swept key, a bar comparison, and (curves.py) the
+training curves; write_figures picks which to draw and saves them.
 
 Only ok jobs are drawn and each title counts the jobs left out. One group (a job, or the seeds of one setting)
 keeps one colour in every figure. Figures are matplotlib.figure.Figure objects, not pyplot ones: no global
@@ -6,10 +7,11 @@ backend switch and no figure left open when the report runs at the end of a swee
 two-line titles, the lr axis and the outside legend from overlapping."""
 from pathlib import Path
 
-from lab.report import SEED, SOURCE, cell, is_numeric, status_counts
+from lab.report.curves import curves
+from lab.report.figure_parts import LINESTYLES, MARKERS, empty_figure, label, left_out, seeded, wrap
+from lab.report.table import SEED, SOURCE, cell, is_numeric
+from lab.run_files import atomic_path
 
-LINESTYLES = ["-", "--", ":", "-."]
-MARKERS = ["o", "s", "^", "D", "v", "P"]
 # A key held fixed within each source but different between sources (two sweeps, at base_width 16 and 32) is a
 # property of the source, not a swept axis: the source's name labels it and the tables list its values. It
 # gets an acc_vs axis of its own only with this many values, enough for a trend; two are compare.png's A vs B.
@@ -18,8 +20,6 @@ MIN_SOURCE_AXIS_VALUES = 3
 
 def save_png(fig, path: Path) -> Path:
     """Rendered to a temp file in the same dir and renamed, so a reader never sees half a PNG."""
-    from lab.run_files import atomic_path
-
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
     return path
@@ -32,37 +32,6 @@ def group_colours(n: int) -> list:
         cmap = colormaps["tab10" if n <= 10 else "tab20"]
         return [cmap(i) for i in range(n)]
     return [colormaps["viridis"](i / (n - 1)) for i in range(n)]
-
-
-def short_names(keys: list[str]) -> dict:
-    """optimizer.lr -> lr in legends, unless two swept keys end the same."""
-    last = [k.split(".")[-1] for k in keys]
-    return {k: (s if last.count(s) == 1 else k) for k, s in zip(keys, last)}
-
-
-def label(job, keys: list[str]) -> str:
-    short = short_names(keys)
-    return ", ".join(f"{short[k]}={cell(k, job[k])}" for k in keys) or job["job"]
-
-
-def left_out(table) -> str:
-    out = table[table.status != "ok"]
-    return f"\n{len(out)} job(s) left out: {status_counts(out.status)}" if len(out) else ""
-
-
-def empty_figure(path: Path, title: str, message: str) -> Path:
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(6, 3), layout="constrained")
-    ax = fig.subplots()
-    ax.axis("off")
-    ax.text(0.5, 0.5, message, ha="center", va="center", fontsize=12, transform=ax.transAxes)
-    fig.suptitle(title)
-    return save_png(fig, path)
-
-
-def seeded(table) -> bool:
-    return table.group.nunique() < len(table)
 
 
 def tick_swept_values(fig, ax, key: str, values: list) -> None:
@@ -90,7 +59,7 @@ def tick_swept_values(fig, ax, key: str, values: list) -> None:
     ax.set_xticks(values, texts)
 
 
-def acc_vs(table, key: str, line_keys: list[str], colours: list, path: Path) -> Path:
+def acc_vs(table, key: str, line_keys: list[str], colours: list):
     """Test accuracy vs one numeric key: one line per combination of the other swept keys, points in the
     jobs' colours, error bars the std over seeds."""
     from matplotlib.figure import Figure
@@ -99,7 +68,7 @@ def acc_vs(table, key: str, line_keys: list[str], colours: list, path: Path) -> 
     title = f"Test accuracy vs {key}" + (" (mean ± std over seeds)" if seeded(table) else "") + left_out(table)
     ok = table[(table.status == "ok") & table.test_acc.notna() & table[key].notna()]
     if ok.empty:
-        return empty_figure(path, title, "no finished jobs with a test accuracy")
+        return empty_figure(title, "no finished jobs with a test accuracy")
     fig = Figure(figsize=(7.5, 4.8), layout="constrained")
     ax = fig.subplots()
     lines = ok.groupby(line_keys, sort=False, dropna=False) if line_keys else [((), ok)]
@@ -123,85 +92,10 @@ def acc_vs(table, key: str, line_keys: list[str], colours: list, path: Path) -> 
         ax.legend(handles=handles, fontsize="small")
     fig.suptitle(title)
     tick_swept_values(fig, ax, key, sorted(ok[key].unique()))
-    return save_png(fig, path)
+    return fig
 
 
-def read_metrics(run_dir):
-    import pandas as pd
-
-    try:
-        metrics = pd.read_csv(Path(run_dir) / "metrics.csv")
-    except (OSError, pd.errors.EmptyDataError, pd.errors.ParserError):
-        return None
-    metrics = metrics.apply(pd.to_numeric, errors="coerce")  # empty cells (train_distill off) -> NaN
-    return metrics if "epoch" in metrics and len(metrics) else None
-
-
-def draw_lr(ax, runs: list, colours: list) -> bool:
-    """The lr schedule on a right axis, only when some job's lr changes over epochs (MultiStepLR, cosine)."""
-    runs = [(job, m) for job, m in runs if "lr" in m and m.lr.notna().any()]
-    if not any(m.lr.nunique() > 1 for _, m in runs):
-        return False
-    ax_lr = ax.twinx()
-    for job, m in runs:
-        # steps: the lr is constant within an epoch, so a sloped line would misdraw MultiStepLR
-        ax_lr.plot(m.epoch, m.lr, color=colours[job.group], ls=":", lw=1.5, alpha=0.8, drawstyle="steps-post")
-    if all((m.lr.dropna() > 0).all() for _, m in runs):
-        ax_lr.set_yscale("log")  # MultiStepLR's /10 steps are equal steps on a log axis
-    ax_lr.set_ylabel("learning rate (dotted)")
-    return True
-
-
-def curves(table, keys: list[str], colours: list, path: Path) -> Path:
-    """Per-epoch train loss (with the lr schedule) and validation accuracy of every ok job."""
-    from matplotlib.figure import Figure
-    from matplotlib.lines import Line2D
-    from matplotlib.ticker import MaxNLocator
-
-    title = "Training curves" + left_out(table)
-    runs = [(job, read_metrics(job.run_dir)) for _, job in table[table.status == "ok"].iterrows()]
-    no_metrics = sum(m is None for _, m in runs)
-    runs = [(job, m) for job, m in runs if m is not None]
-    title += f"\n{no_metrics} ok job(s) without metrics.csv" if no_metrics else ""
-    if not runs:
-        return empty_figure(path, title, "no finished jobs with a metrics.csv")
-    # Distilled runs' train_loss mixes in the distillation term; their cross-entropy part (train_ce) is what
-    # compares with a student trained alone, whose train_loss is its cross-entropy.
-    distilled = any("train_ce" in m and m.train_ce.notna().any() for _, m in runs)
-    fig = Figure(figsize=(13, 4.8), layout="constrained")
-    ax_loss, ax_acc = fig.subplots(1, 2)
-    seen = {}  # group -> jobs drawn so far: the seeds of one setting share a colour, not a line style
-    for job, m in runs:
-        style = dict(color=colours[job.group], ls=LINESTYLES[seen.get(job.group, 0) % 4], label=label(job, keys),
-                     marker="o" if len(m) < 3 else None)  # a line through one point draws nothing
-        seen[job.group] = seen.get(job.group, 0) + 1
-        has_ce = "train_ce" in m and m.train_ce.notna().any()
-        for ax, column in ((ax_loss, "train_ce" if has_ce else "train_loss"), (ax_acc, "val_acc")):
-            if column in m:
-                ax.plot(m.epoch, m[column], **style)
-    handles, labels = ax_acc.get_legend_handles_labels()
-    if draw_lr(ax_loss, runs, colours):
-        handles.append(Line2D([], [], color="0.4", ls=":"))
-        labels.append("learning rate (left panel, right axis)")
-    ax_loss.set(xlabel="epoch", ylabel="train cross-entropy" if distilled else "train loss",
-                title="Train cross-entropy (the distillation term left out)" if distilled else "Train loss")
-    ax_acc.set(xlabel="epoch", ylabel="validation accuracy", title="Validation accuracy")
-    for ax in (ax_loss, ax_acc):
-        ax.grid(alpha=0.3)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    fig.legend(handles, labels, loc="outside right center", fontsize="small", ncol=1 + len(labels) // 25)
-    fig.suptitle(title)
-    return save_png(fig, path)
-
-
-def wrap(text: str, width: int = 34) -> str:
-    """'a=1, b=2, ...' on lines of at most `width` characters, broken after a comma where it can be."""
-    import textwrap
-
-    return "\n".join(textwrap.wrap(text, width, break_on_hyphens=False))
-
-
-def compare(table, keys: list[str], colours: list, path: Path) -> Path:
+def compare(table, keys: list[str], colours: list):
     """Bars of test accuracy and train time per job (per setting, mean ± std, when seeds are swept).
 
     The bars are horizontal so that labels of any length read level beside them (rotated labels under
@@ -212,7 +106,7 @@ def compare(table, keys: list[str], colours: list, path: Path) -> Path:
     title += left_out(table)
     ok = table[table.status == "ok"]
     if ok.empty:
-        return empty_figure(path, title, "no finished jobs")
+        return empty_figure(title, "no finished jobs")
     groups = ok.groupby("group").agg(acc=("test_acc", "mean"), acc_std=("test_acc", "std"),
                                      time=("train_time_s", "mean"), time_std=("train_time_s", "std"))
     names = [wrap(label(ok[ok.group == g].iloc[0], keys)) for g in groups.index]
@@ -233,7 +127,7 @@ def compare(table, keys: list[str], colours: list, path: Path) -> Path:
     axes[0].invert_yaxis()  # the table's order, top to bottom (the axes share y)
     fig.get_layout_engine().set(wspace=0.08)  # the right panel has no labels on its left to keep them apart
     fig.suptitle(title)
-    return save_png(fig, path)
+    return fig
 
 
 def figure_keys(table, swept: list[str]) -> tuple[list[str], list[str], list[str]]:
@@ -265,9 +159,10 @@ def write_figures(table, swept: list[str], out: Path) -> list[Path]:
     """acc_vs_<key>.png per numeric swept key, curves.png, and compare.png when a swept key is categorical."""
     labels, per_source, axes = figure_keys(table, swept)
     colours = group_colours(int(table.group.max()) + 1 if len(table) else 0)
-    files = [acc_vs(table, key, keys_between_lines(key, labels, per_source), colours,
-                    out / f"acc_vs_{key.replace('/', '_')}.png") for key in axes]
-    files.append(curves(table, [k for k in swept if k in labels or k == SEED], colours, out / "curves.png"))
+    figures = {f"acc_vs_{key.replace('/', '_')}.png":
+               acc_vs(table, key, keys_between_lines(key, labels, per_source), colours) for key in axes}
+    figures["curves.png"] = curves(table, [k for k in swept if k in labels or k == SEED], colours)
     if any(k not in axes for k in labels):
-        files.append(compare(table, labels, colours, out / "compare.png"))
+        figures["compare.png"] = compare(table, labels, colours)
+    files = [save_png(fig, out / name) for name, fig in figures.items()]
     return files

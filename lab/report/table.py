@@ -1,29 +1,29 @@
-"""python -m lab.report DIR [DIR ...] [--out OUT]: tables and figures for finished sweeps and runs.
+"""The report's tables: one row per job read from its run dir, the seed groups, and how a cell reads.
 
 A DIR is a run dir (results.json, metrics.csv, .hydra/) or a sweep dir whose subdirectories are run dirs.
-Written to OUT: summary.csv and summary.md (one row per job; lab/report_markdown.py), summary_grouped.csv
-when seed is swept, and the figures of lab/report_figures.py. lab.sweep calls write_report at the end of every
-multirun.
-pandas, matplotlib and torch (via lab.run_files) are imported inside functions so that --help is instant."""
-import argparse
-import logging
-import sys
+The shared vocabulary of lab.report (column names, cells): figures.py and markdown.py import it from here.
+pandas and yaml are imported inside functions so that --help is instant."""
 from pathlib import Path
 
 from lab.errors import ReportError
 from lab.keys import run_overrides
+from lab.report.noise import noise_columns, wilson_interval
+from lab.run_files import read_results
 
-log = logging.getLogger("lab")
-
-RESULT_COLUMNS = ["status", "test_acc", "test_acc_top5", "best_val_acc", "train_time_s", "epochs", "params",
-                  "images_per_s"]
+RESULT_COLUMNS = ["status", "test_acc", "test_acc_top5", "best_val_acc", "teacher_val_acc", "train_time_s",
+                  "total_time_s", "epochs", "params", "images_per_s"]
 NUMERIC_COLUMNS = RESULT_COLUMNS[1:]
+# What each job's data was: its class count (top-5 is 1 with 5 classes or fewer) and its test-set size.
+DATA_COLUMNS = ["num_classes", "test_images"]
 SEED, SOURCE = "seed", "source"
-FORMATS = {"test_acc": "{:.4f}", "test_acc_top5": "{:.4f}", "best_val_acc": "{:.4f}", "train_time_s": "{:.1f}",
-           "epochs": "{:.0f}", "params": "{:,.0f}", "images_per_s": "{:.0f}"}
+FORMATS = {"test_acc": "{:.4f}", "test_acc_top5": "{:.4f}", "best_val_acc": "{:.4f}", "teacher_val_acc": "{:.4f}",
+           "train_time_s": "{:.1f}", "total_time_s": "{:.1f}", "epochs": "{:.0f}", "params": "{:,.0f}",
+           "images_per_s": "{:.0f}"}
 # Values a group option sets without an override (each optimizer option has its own lr, adamw its own weight
 # decay, each dataset its batch size): a column of the tables when they differ between jobs.
 CONFIG_COLUMNS = ["optimizer.lr", "optimizer.weight_decay", "dataset.batch_size"]
+# The weights of a distilling job's loss terms: columns whenever some job distills (distill=none has none).
+DISTILL_COLUMNS = ["distill.alpha", "distill.beta"]
 
 
 def is_run_dir(path: Path) -> bool:
@@ -54,8 +54,6 @@ def parse_value(text):
         except ValueError:
             pass
     return text
-
-
 
 
 def read_yaml(path: Path):
@@ -89,9 +87,13 @@ def job_note(results: dict | None, run_dir: Path) -> str:
     return ""
 
 
-def load_job(run_dir: Path, source: str) -> dict:
-    from lab.run_files import read_results
+def class_count(results: dict | None) -> int | None:
+    """results.json's num_classes, else the length of its per_class_acc (written for <= 100 classes)."""
+    results = results or {}
+    return results.get("num_classes") or len(results.get("per_class_acc") or ()) or None
 
+
+def load_job(run_dir: Path, source: str) -> dict:
     results = read_results(run_dir)
     overrides = (results or {}).get("overrides")
     if not isinstance(overrides, list):
@@ -101,13 +103,22 @@ def load_job(run_dir: Path, source: str) -> dict:
            "override_items": [typed for _, _, typed in kept]}  # as typed (+experiment=...): they paste into a command
     job.update({k: (results or {}).get(k) for k in RESULT_COLUMNS})
     job["status"] = job["status"] or "missing"
+    job.update(num_classes=class_count(results), test_images=(results or {}).get("test_images"))
     job.update(job=run_dir.name, note=job_note(results, run_dir), run_dir=str(run_dir))
     return job
 
 
-def source_names(dirs: list[Path]) -> list[str]:
-    names = [Path(d).name or str(d) for d in dirs]
-    return names if len(set(names)) == len(names) else [str(d) for d in dirs]
+def source_names(dirs: list[Path], given=None) -> list[str]:
+    """Each DIR's name in the source column: the one given (None: none), else the dir's own name, or its
+    path where two dirs share a name."""
+    own = [Path(d).name or str(d) for d in dirs]
+    own = own if len(set(own)) == len(own) else [str(d) for d in dirs]
+    names = [name or default for name, default in zip(given or [None] * len(dirs), own)]
+    for name in dict.fromkeys(names):
+        if names.count(name) > 1:
+            raise ReportError(f"source name {name!r} is given to {names.count(name)} DIRs; give each DIR its own "
+                              "name (--label NAME once per DIR, or NAME=DIR)")
+    return names
 
 
 def is_numeric(column) -> bool:
@@ -129,19 +140,20 @@ def common_overrides(jobs: list[dict]) -> list[str]:
 
 
 def key_columns(table, swept: list[str]) -> list[str]:
-    """The swept keys, then the CONFIG_COLUMNS that build_table kept: the columns that tell jobs apart."""
-    return swept + [k for k in CONFIG_COLUMNS if k in table and k not in swept]
+    """The swept keys, then the CONFIG_COLUMNS and DISTILL_COLUMNS that build_table kept: the columns that
+    tell jobs apart."""
+    return swept + [k for k in CONFIG_COLUMNS + DISTILL_COLUMNS if k in table and k not in swept]
 
 
-def build_table(dirs: list[Path]):
+def build_table(dirs: list[Path], names: list[str]):
     """One row per job: swept keys, config values that differ, results, job name; sorted by the swept values.
-    -> (table, swept keys, the overrides common to every job)."""
+    `names`: each DIR's source name. -> (table, swept keys, the overrides common to every job)."""
     import pandas as pd
 
-    run_dirs = [find_run_dirs(path) for path in dirs]  # every DIR checked before torch is imported
-    jobs = [load_job(run_dir, source) for runs, source in zip(run_dirs, source_names(dirs)) for run_dir in runs]
+    run_dirs = [find_run_dirs(path) for path in dirs]  # every DIR checked before anything is read
+    jobs = [load_job(run_dir, source) for runs, source in zip(run_dirs, names) for run_dir in runs]
     keys = list(dict.fromkeys(k for job in jobs for k in job["overrides"]))
-    configured = [k for k in CONFIG_COLUMNS if k not in keys]
+    configured = [k for k in CONFIG_COLUMNS + DISTILL_COLUMNS if k not in keys]
     for job in jobs:  # a key one job overrides and another does not: the other ran the config's value
         job.update({k: job["overrides"].get(k, None) for k in keys})
         job.update({k: config_value(Path(job["run_dir"]), k)
@@ -149,17 +161,29 @@ def build_table(dirs: list[Path]):
     table = pd.DataFrame([{k: v for k, v in job.items() if k not in ("overrides", "override_items")}
                           for job in jobs])
     swept = [k for k in keys if table[k].nunique(dropna=False) > 1]
-    configured = [k for k in configured if table[k].nunique(dropna=False) > 1]
+    configured = [k for k in configured if table[k].nunique(dropna=False) > 1 or
+                  (k in DISTILL_COLUMNS and table[k].notna().any())]
     if len(dirs) > 1:
         swept.insert(0, SOURCE)
     for column in NUMERIC_COLUMNS:
         table[column] = pd.to_numeric(table[column], errors="coerce")
-    table[["epochs", "params"]] = table[["epochs", "params"]].round().astype("Int64")  # not 2.0 next to a NaN
-    table = table[swept + configured + RESULT_COLUMNS + ["job", "note", "run_dir"]]
-    if swept:
-        table = table.sort_values(swept, key=sort_key, kind="stable").reset_index(drop=True)
+    counts = ["epochs", "params"] + DATA_COLUMNS
+    table[counts] = table[counts].apply(pd.to_numeric, errors="coerce").round().astype("Int64")  # not 2.0 by NaN
+    table = table[swept + configured + RESULT_COLUMNS + DATA_COLUMNS + ["job", "note", "run_dir"]]
+    table = sort_jobs(table, swept, names)
+    at = table.columns.get_loc("test_acc") + 1  # each test_acc's interval and comparison next to it
+    table = pd.concat([table.iloc[:, :at], noise_columns(table), table.iloc[:, at:]], axis=1)
     table["group"] = group_ids(table, swept)
     return table, swept, common_overrides(jobs)
+
+
+def sort_jobs(table, swept: list[str], names: list[str]):
+    """By the swept values; the sources in the order the DIRs were given (a baseline first)."""
+    if not swept:
+        return table
+    order = {name: i for i, name in enumerate(names)}
+    return table.sort_values(swept, key=lambda c: c.map(order) if c.name == SOURCE else sort_key(c),
+                             kind="stable").reset_index(drop=True)
 
 
 def group_ids(table, swept: list[str]) -> list[int]:
@@ -177,7 +201,8 @@ def status_counts(statuses) -> str:
 
 
 def group_over_seeds(table, swept: list[str]):
-    """Mean and sample std (n-1) of the numeric columns over each group's ok jobs."""
+    """Mean and sample std (n-1) of the numeric columns over each group's ok jobs. The std is NaN for a group
+    of one ok job and exactly 0 where its jobs agree (epochs, params), not a float residue."""
     import pandas as pd
 
     rows = []
@@ -186,8 +211,15 @@ def group_over_seeds(table, swept: list[str]):
         row = {k: jobs[k].iloc[0] for k in key_columns(table, swept) if k != SEED}
         row.update(group=group, jobs=len(jobs), ok=len(ok), status=status_counts(jobs.status),
                    seeds=" ".join(cell(SEED, s) for s in jobs[SEED]))
+        row.update(num_classes=ok.num_classes.max(), test_images=ok.test_images.max())
         for column in NUMERIC_COLUMNS:
-            row[f"{column}_mean"], row[f"{column}_std"] = ok[column].mean(), ok[column].std()
+            values = ok[column].astype(float)
+            row[f"{column}_mean"] = values.mean()
+            row[f"{column}_std"] = 0.0 if values.count() > 1 and values.nunique() == 1 else values.std()
+        n, acc = row["test_images"], row["test_acc_mean"]
+        # The test set's noise in the mean: the seeds share one test set, so more seeds do not narrow it.
+        interval = wilson_interval(acc, int(n)) if pd.notna(n) and pd.notna(acc) else (None, None)
+        row["test_acc_mean_low"], row["test_acc_mean_high"] = interval
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -206,68 +238,9 @@ def per_class_table(table):
     """Per-class test accuracy, one column per job (results.json has it for datasets of <= 100 classes)."""
     import pandas as pd
 
-    from lab.run_files import read_results
-
     # Named by source too when several dirs are compared: two sweeps may both have optimizer.lr=0.03.
     names = [f"{source}/{job}" if SOURCE in table else job
              for source, job in zip(table.get(SOURCE, table.job), table.job)]
     columns = {name: (read_results(run_dir) or {}).get("per_class_acc") for name, run_dir in zip(names, table.run_dir)}
     columns = {job: acc for job, acc in columns.items() if acc}
     return pd.DataFrame(columns).rename_axis("class") if columns else None
-
-
-def write_report(dirs, out) -> dict:
-    """Tables and figures for the runs under `dirs`, written to `out`.
-
-    Returns {"table": per-job DataFrame, "grouped": DataFrame over seeds or None, "swept": keys, "files": paths}."""
-    dirs, out = [Path(d) for d in dirs], Path(out)
-    table, swept, fixed = build_table(dirs)
-    from lab.report_figures import write_figures
-    from lab.report_markdown import summary_markdown
-    from lab.run_files import write_atomic
-
-    grouped = group_over_seeds(table, swept) if SEED in swept else None
-    out.mkdir(parents=True, exist_ok=True)
-    files = [out / "summary.csv"]
-    write_atomic(files[0], table.drop(columns=["run_dir", "group"]).to_csv(index=False))
-    per_class = per_class_table(table)
-    if per_class is not None:
-        files.append(out / "per_class_acc.csv")
-        write_atomic(files[-1], per_class.to_csv())
-    if grouped is not None:
-        files.append(out / "summary_grouped.csv")
-        write_atomic(files[-1], grouped.drop(columns=["group"]).to_csv(index=False))
-    # Tables first: lab.sweep logs a failing figure and goes on, and the numbers should be there by then.
-    figures = write_figures(table, swept, out)
-    files.append(out / "summary.md")
-    write_atomic(files[-1], summary_markdown(table, grouped, swept, fixed, dirs, figures))
-    log.info(f"report: {len(table)} jobs ({status_counts(table.status)}) -> {out}")
-    return {"table": table, "grouped": grouped, "swept": swept, "files": files + figures}
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m lab.report", description="Tables and figures for finished sweeps and runs.",
-        epilog="Writes summary.csv, summary.md, summary_grouped.csv (seed sweeps), acc_vs_<key>.png, "
-               "curves.png and compare.png (categorical sweeps).")
-    parser.add_argument("dirs", nargs="+", type=Path, metavar="DIR",
-                        help="a run dir (with results.json) or a sweep dir whose subdirectories are run dirs")
-    parser.add_argument("--out", type=Path, help="where the report is written; default: DIR itself when one "
-                        "DIR is given; required when several are compared")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    if args.out is None and len(args.dirs) > 1:
-        print(f"lab.report: error: {len(args.dirs)} DIRs given; pass --out DIR for the combined report",
-              file=sys.stderr)
-        return 2
-    try:
-        report = write_report(args.dirs, args.out or args.dirs[0])
-    except ReportError as err:
-        print(f"lab.report: error: {err}", file=sys.stderr)
-        return 2
-    print("\n".join(str(path) for path in report["files"]))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
