@@ -103,8 +103,9 @@ def test_teacher_to_student_sweep_end_to_end(teacher_ckpt, tmp_path):
     sweep_dir = tmp_path / "kd"
     proc = run_train("-m", "+experiment=distill_soft", "model=resnet10", "dataset=digits", "trainer.max_epochs=1",
                      *TINY, "distill=none,soft_target,logits",
-                     f"distill.teacher_ckpt={teacher_ckpt}", f"hydra.sweep.dir={sweep_dir}")
+                     f"distill.teacher_ckpt={teacher_ckpt.parent.parent}", f"hydra.sweep.dir={sweep_dir}")
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"distill.teacher_ckpt={teacher_ckpt.parent.parent} is a run dir: using {teacher_ckpt}" in proc.stderr
     assert proc.stderr.count("teacher validation accuracy") == 2  # not for distill=none
     for kind in ("none", "soft_target", "logits"):
         res = results(sweep_dir / f"distill={kind}")

@@ -10,7 +10,8 @@ import torch
 
 from tests.conftest import ROOT, results, run_train
 
-ARGS = ["dataset=digits", "trainer.max_epochs=4", "model.base_width=16", "trainer.accelerator=cpu"]
+# One thread: float sums in the same order in every run, however busy the machine (cpu_threads=auto follows load).
+ARGS = ["dataset=digits", "trainer.max_epochs=4", "model.base_width=16", "trainer.accelerator=cpu", "cpu_threads=1"]
 
 
 def rows_without_timing(run_dir):
@@ -66,6 +67,11 @@ def test_sigterm_or_ctrl_c_saves_a_mid_epoch_checkpoint_and_resume_is_exact(unin
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert rows_without_timing(run_dir) == rows_without_timing(uninterrupted)
     assert results(run_dir)["test_acc"] == results(uninterrupted)["test_acc"]
+    # Time and images both cover the whole run: their product is every image trained on, as uninterrupted.
+    resumed, whole = results(run_dir), results(uninterrupted)
+    assert resumed["processes"] == 2 and whole["processes"] == 1
+    images = [r["images_per_s"] * r["train_time_s"] for r in (resumed, whole)]
+    assert images[0] == pytest.approx(images[1], rel=0.01)
 
 
 def test_same_seed_same_metrics(uninterrupted, tmp_path):

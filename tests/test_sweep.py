@@ -33,6 +33,7 @@ def test_diverged_and_failed_jobs_are_recorded_and_the_sweep_exits_nonzero(lr_sw
     assert failed["status"] == "failed" and "optimizer.lr=-1" in failed["error"]
     assert proc.returncode == 1
     assert "failed" in proc.stderr and "optimizer.lr=-1" in proc.stderr and "Traceback" not in proc.stderr
+    assert "job 1/3: starting optimizer.lr=" in proc.stderr and "3/3 jobs ended" in proc.stderr
 
 
 def test_sweep_writes_its_report(lr_sweep):
