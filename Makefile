@@ -9,9 +9,12 @@ $(BIN)/activate: pyproject.toml
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $(BIN)/activate
 
-.PHONY: test test-slow train bench clean
+.PHONY: test test-slow lint train bench clean
 test: $(BIN)/activate
 	$(BIN)/python -m pytest -q
+
+lint: $(BIN)/activate
+	$(BIN)/ruff check lab tests
 
 test-slow: $(BIN)/activate
 	$(BIN)/python -m pytest -q -m slow

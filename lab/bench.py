@@ -14,8 +14,14 @@ from pathlib import Path
 
 import torch
 
-from lab.bench_parts import (cpu_clock, cpu_model, data_section, host_section, jobs_section, memory_section,
-                             others_cpu_share, study_projection, training_section)
+from lab.bench_data import cpu_clock, cpu_model, data_section, others_cpu_share
+from lab.bench_training import (
+    host_section,
+    jobs_section,
+    memory_section,
+    study_projection,
+    training_section,
+)
 from lab.run_files import git_state, write_atomic
 
 

@@ -9,6 +9,7 @@ import logging
 from pathlib import Path
 
 import hydra
+import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
@@ -66,7 +67,6 @@ def check_matches(data, hp: dict, ckpt_path: Path) -> None:
 
 def predict_logits(net, data, hp: dict, batch_size: int, device):
     """Logits of every test image, in test-set order, on the CPU."""
-    import torch
 
     from lab.dataset.loader import DeviceLoader
 
@@ -76,9 +76,8 @@ def predict_logits(net, data, hp: dict, batch_size: int, device):
         return torch.cat([net(images).float().cpu() for images, _ in loader])
 
 
-def scores(logits, labels, class_names: list) -> tuple[dict, "torch.Tensor"]:
+def scores(logits, labels, class_names: list) -> tuple[dict, torch.Tensor]:
     """eval.json's numbers and the confusion matrix [true, predicted] as counts."""
-    import torch
 
     k = len(class_names)
     top = logits.topk(min(5, k), dim=1).indices
@@ -139,7 +138,6 @@ def plot_confusion(confusion, class_names: list, path: Path, title: str) -> None
 
 
 def score_checkpoint(cfg: DictConfig, out_dir: Path) -> dict:
-    import torch
 
     from lab.checkpoint import load_checkpoint, net_from_checkpoint
     from lab.dataset import load_dataset

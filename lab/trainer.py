@@ -28,7 +28,7 @@ def quiet_lightning() -> None:
     logging.getLogger("lightning_fabric").setLevel(logging.WARNING)
     for pattern in (".*LeafSpec.*", ".*smaller than the logging interval.*", ".*litlogger.*",
                     ".*does not have many workers.*", ".*Checkpoint directory .* exists.*",
-                    ".*sync_dist=True.*", ".*no `val_dataloader`.*"):  # lab's epoch values are already synced by torchmetrics
+                    ".*sync_dist=True.*", ".*no `val_dataloader`.*"):  # epoch values are synced by torchmetrics
         warnings.filterwarnings("ignore", message=pattern)
 
 

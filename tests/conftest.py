@@ -13,7 +13,8 @@ CONF = ROOT / "conf"
 
 def compose(overrides=(), config_name="train"):
     """The composed config, as `python -m lab.train OVERRIDES` would see it (hydra node included)."""
-    from hydra import compose as hydra_compose, initialize_config_dir
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
 
     from lab.config import register_resolvers
 

@@ -2,7 +2,8 @@
 import torch
 
 from lab.bench import check_targets
-from lab.bench_parts import fake_cifar, lab_loader, others_cpu_share, seed_style_loader, study_projection
+from lab.bench_data import fake_cifar, lab_loader, others_cpu_share, seed_style_loader
+from lab.bench_training import study_projection
 
 
 def test_both_data_pipelines_deliver_the_same_kind_of_batch():

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from lab.checkpoint import load_checkpoint
+from lab.config import validate
 from lab.dataset import ImageData
 from lab.distill import Distiller, build_distiller, logits_loss, soft_target_loss
-from lab.config import validate
 from lab.errors import CheckpointError, ConfigError
 from tests.conftest import TINY, compose, results, run_train
 

@@ -7,8 +7,8 @@ import torch
 from omegaconf import OmegaConf
 
 import lab.dataset.imagefolder as imagefolder
-from lab.dataset import load_dataset
 from lab.config import validate
+from lab.dataset import load_dataset
 from lab.errors import ConfigError, DataError
 from tests.conftest import CONF, compose
 from tests.images import COLOURS, colour_folder, corrupt

@@ -12,11 +12,11 @@ import traceback
 import pytest
 import pytorch_lightning as pl
 import torch
+from conftest import compose
 from omegaconf import OmegaConf, open_dict
 from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from conftest import compose
 from lab.module import MeanLoss
 
 # Ops that need a device value on the host, or (lift_fresh) turn host data into a tensor in the hot loop.

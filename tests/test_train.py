@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from lab.checkpoint import net_from_checkpoint
-from lab.errors import DataError
 from lab.dataset import cifar
+from lab.errors import DataError
 from tests.conftest import results, run_train
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import torch
 
-from lab.dataset import channel_stats
-from lab.errors import DataError
 from lab.dataset.imagefolder import cache_file, check_readable, decode_labeled, read_cache, write_cache
+from lab.dataset.stats import channel_stats
+from lab.errors import DataError
 
 log = logging.getLogger("lab")
 

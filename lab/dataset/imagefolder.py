@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from lab.dataset import channel_stats
+from lab.dataset.stats import channel_stats
 from lab.errors import DataError
 from lab.run_files import atomic_path
 
