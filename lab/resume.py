@@ -23,7 +23,7 @@ log = logging.getLogger("lab")
 # What a resumed run may change: where files are, how long it runs, where it runs, how it logs. (A longer
 # trainer.max_epochs also changes a cosine schedule's T_max, which is then reported as a difference.)
 MAY_DIFFER = ("resume", "trainer.max_epochs", "trainer.max_steps", "trainer.accelerator", "paths", "gpu_pool",
-              "logger", "dataset.num_workers", "model.compile")
+              "logger", "dataset.num_workers", "model.compile", "cpu_threads", "progress_every_s")
 
 
 def slurm_requeued() -> bool:
