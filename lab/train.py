@@ -62,12 +62,13 @@ def fit_and_test(cfg: DictConfig, run_dir: Path, resume: bool) -> float:
     # Read before testing: trainer.test(ckpt_path=best) restores callback state (EpochRecorder's totals).
     results = dict(status="ok", test_acc=None, diverged_epoch=recorder.diverged_epoch,
                    **run_facts(trainer, module, datamodule, recorder))
+    earlier_processes_s = recorder.earlier_segments_s
     if recorder.diverged_epoch is not None:
         results["status"] = "diverged"
         log.warning(f"loss became NaN/inf in epoch {recorder.diverged_epoch}: stopped, status diverged")
     else:
         results.update(test_checkpoints(cfg, trainer, module, datamodule))
-    results.update(total_time_s=round(recorder.earlier_segments_s + time.perf_counter() - start, 3),
+    results.update(total_time_s=round(earlier_processes_s + time.perf_counter() - start, 3),
                    started_at=round(started_at, 3), finished_at=round(time.time(), 3))
     if trainer.is_global_zero:
         save_results(cfg, run_dir, results)
