@@ -17,6 +17,7 @@ from lab.checkpoint import checkpoint_of
 from lab.config import register_resolvers
 from lab.errors import CheckpointError, ConfigError, DataError
 from lab.outcome import run_or_exit
+from lab.report.noise import wilson_interval
 from lab.run_files import atomic_path, write_json
 
 register_resolvers()
@@ -96,8 +97,14 @@ def print_table(result: dict) -> None:
     for name, acc in result["per_class_acc"].items():
         shown = "-" if acc is None else f"{acc:.4f}"
         print(f"{name:<{width}}  {result['per_class_images'][name]:>6}  {shown:>6}")
-    print(f"test_acc {result['test_acc']:.4f}  top-5 {result['test_acc_top5']:.4f}  "
+    print(f"test_acc {result['test_acc']:.4f} {interval(result)}  top-5 {result['test_acc_top5']:.4f}  "
           f"({result['test_images']} images)")
+
+
+def interval(result: dict) -> str:
+    """'[0.943, 0.981] (95%)': where another test sample of the same size could put the accuracy."""
+    low, high = wilson_interval(result["test_acc"], result["test_images"])
+    return f"[{low:.3f}, {high:.3f}] (95%)"
 
 
 def run_name(ckpt_path: Path) -> str:
@@ -154,7 +161,8 @@ def score_checkpoint(cfg: DictConfig, out_dir: Path) -> dict:
     print_table(result)
     write_json(out_dir / "eval.json", result)
     plot_confusion(confusion, list(hp["class_names"]), out_dir / "confusion_matrix.png",
-                   f"{run_name(ckpt_path)} on {dataset_cfg.name} test: accuracy {result['test_acc']:.4f}")
+                   f"{run_name(ckpt_path)} on {dataset_cfg.name} test: accuracy {result['test_acc']:.4f} "
+                   f"{interval(result)}, {result['test_images']} images")
     log.info(f"wrote eval.json and confusion_matrix.png to {out_dir}")
     return result
 
