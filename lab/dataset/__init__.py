@@ -1,7 +1,10 @@
 """conf/dataset/: every dataset becomes uint8 tensors [N, C, H, W] + int64 labels, loaded once.
 
 `load_dataset` returns an ImageData; `split_validation` holds out part of train; `DataModule` (datamodule.py)
-serves both through DeviceLoader (loader.py)."""
+serves both through DeviceLoader (loader.py). Every image is held as uint8 on the training device, so an
+image folder is checked against a MemoryBudget before it is decoded."""
+import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -9,7 +12,7 @@ import torch
 
 from lab.errors import DataError
 
-__all__ = ["ImageData", "load_dataset", "split_validation", "channel_stats"]
+__all__ = ["ImageData", "MemoryBudget", "load_dataset", "split_validation", "channel_stats", "memory_budget"]
 
 
 @dataclass
@@ -39,6 +42,61 @@ class ImageData:
     @property
     def image_size(self) -> int:
         return self.train_images.shape[-1]
+
+
+@dataclass(frozen=True)
+class MemoryBudget:
+    """How many bytes of images the training device can hold, and where that number comes from."""
+    bytes: int
+    where: str
+
+
+def host_available_bytes() -> int | None:
+    """MemAvailable (free RAM plus the page cache the kernel can drop), else free pages; None if unknown."""
+    try:
+        for line in open("/proc/meminfo"):
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024  # the line is in kB
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def memory_budget(on_cuda: bool = False) -> MemoryBudget | None:
+    """The GPU's free memory, or half the host's available RAM: on the host, the test split of a folder without
+    one and split_validation each copy the images once more for a moment. None when the host does not say."""
+    if on_cuda:
+        free_bytes, _ = torch.cuda.mem_get_info()
+        gpu = torch.cuda.current_device()
+        return MemoryBudget(free_bytes, f"free memory of GPU {gpu}, {torch.cuda.get_device_name(gpu)}")
+    available = host_available_bytes()
+    return MemoryBudget(available // 2, "half the host's available RAM") if available else None
+
+
+def images_bytes(n_images: int, channels: int, image_size: int) -> int:
+    return n_images * channels * image_size * image_size  # uint8: one byte a pixel and channel
+
+
+def readable_size(n_bytes: int) -> str:
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n_bytes >= scale:
+            return f"{n_bytes / scale:.1f} {unit}"
+    return f"{n_bytes} bytes"
+
+
+def check_fits(n_images: int, channels: int, image_size: int, budget: MemoryBudget | None, where: Path) -> None:
+    """Refuse, before the first image is decoded, a dataset the device cannot hold (it would crash later)."""
+    needed = images_bytes(n_images, channels, image_size)
+    if budget is None or needed <= budget.bytes:
+        return
+    largest = math.isqrt(budget.bytes // max(n_images * channels, 1))
+    fix = f"set dataset.image_size={largest} or smaller, or use" if largest >= 1 else "use"
+    raise DataError(f"{n_images} images under {where} at dataset.image_size={image_size} need "
+                    f"{readable_size(needed)} ({n_images} x {channels} x {image_size}x{image_size} uint8), more than the "
+                    f"{readable_size(budget.bytes)} there is room for ({budget.where}): {fix} fewer images")
 
 
 def channel_stats(images_uint8: torch.Tensor, chunk: int = 4096) -> tuple[tuple, tuple]:
@@ -102,8 +160,9 @@ def load_fake(cfg) -> dict:
                 test_labels=test_labels, class_names=[f"class_{i}" for i in range(cfg.num_classes)])
 
 
-def load_dataset(cfg, data_dir: str | Path) -> ImageData:
-    """cfg is the dataset group; data_dir is where downloads and decoded caches live."""
+def load_dataset(cfg, data_dir: str | Path, budget: MemoryBudget | None = None) -> ImageData:
+    """cfg is the dataset group; data_dir is where downloads and decoded caches live; an image folder must fit
+    in budget (default: memory_budget(), half the host's available RAM)."""
     name = cfg.name
     if name in ("cifar100", "cifar10"):
         from lab.dataset.cifar import load_cifar
@@ -114,10 +173,10 @@ def load_dataset(cfg, data_dir: str | Path) -> ImageData:
         parts = load_fake(cfg)
     elif name == "imagefolder":
         from lab.dataset.imagefolder import load_imagefolder
-        parts = load_imagefolder(cfg, Path(data_dir))
+        parts = load_imagefolder(cfg, Path(data_dir), budget or memory_budget())
     elif name == "gtsrb":
         from lab.dataset.gtsrb import load_gtsrb
-        parts = load_gtsrb(cfg, Path(data_dir))
+        parts = load_gtsrb(cfg, Path(data_dir), budget or memory_budget())
     else:
         raise DataError(f"dataset.name={name!r} has no loader in lab/dataset")
     if cfg.get("mean") is not None and cfg.get("std") is not None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from lab.dataset import channel_stats
+from lab.dataset import MemoryBudget, channel_stats, check_fits
 from lab.errors import DataError
 from lab.dataset.imagefolder import cache_file, check_readable, decode_labeled, read_cache, write_cache
 
@@ -66,9 +66,10 @@ def track_groups(samples: list[tuple[Path, int]], bad_files: list[str]) -> torch
     return torch.tensor(groups, dtype=torch.long)
 
 
-def load_gtsrb(cfg, data_dir: Path) -> dict:
+def load_gtsrb(cfg, data_dir: Path, budget: MemoryBudget | None) -> dict:
     train, test = gtsrb_samples("train", data_dir), gtsrb_samples("test", data_dir)
     files = [path for path, _ in train + test]
+    check_fits(len(files), 3, cfg.image_size, budget, data_dir / "gtsrb")
     path = cache_file(data_dir, "gtsrb", files, dict(image_size=cfg.image_size))
     parts = read_cache(path)
     if parts is None:
