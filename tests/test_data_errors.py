@@ -118,6 +118,15 @@ def test_gtsrb_beyond_the_budget_stops_before_decoding(tmp_path):
     assert not (tmp_path / "data" / "cache").exists()
 
 
+def test_on_cuda_the_budget_is_the_gpus_free_memory(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (5 * 2**30, 141 * 2**30))
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA H200")
+    assert lab.dataset.memory_budget(on_cuda=True) == MemoryBudget(5 * 2**30, "free memory of GPU 0, NVIDIA H200")
+
+
 def test_the_hosts_available_memory_is_known_here():
     available = lab.dataset.host_available_bytes()
     assert available is not None and 2**26 < available < 2**50
