@@ -12,7 +12,8 @@ from pytorch_lightning.loggers import MLFlowLogger
 SQLITE_PREFIX = "sqlite:///"
 
 
-def mlflow_logger(tracking_uri: str, artifact_location: str, run_dir: str, experiment_name: str = "lab") -> MLFlowLogger:
+def mlflow_logger(tracking_uri: str, artifact_location: str, run_dir: str,
+                  experiment_name: str = "lab") -> MLFlowLogger:
     """One MLflow run named after the run dir's last part (a sweep job's overrides), tagged with the full path.
     Lab logs no artifacts: checkpoints stay in the run dir; artifact_location only keeps MLflow's own folder
     out of the current directory."""
@@ -20,8 +21,9 @@ def mlflow_logger(tracking_uri: str, artifact_location: str, run_dir: str, exper
     logging.getLogger("mlflow").setLevel(logging.WARNING)
 
     def start() -> MLFlowLogger:
-        logger = MLFlowLogger(experiment_name=experiment_name, run_name=Path(run_dir).name, tracking_uri=tracking_uri,
-                              artifact_location=artifact_location, tags={"run_dir": str(run_dir)})
+        logger = MLFlowLogger(experiment_name=experiment_name, run_name=Path(run_dir).name,
+                              tracking_uri=tracking_uri, artifact_location=artifact_location,
+                              tags={"run_dir": str(run_dir)})
         logger.experiment  # creates the store's tables, the experiment and the run now, not in fit
         return logger
 
