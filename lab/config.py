@@ -3,7 +3,6 @@
 Each rule names the key, the allowed range and an example, so a typo costs one line, not a traceback."""
 import difflib
 import math
-import os
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -138,18 +137,48 @@ CALLED_GROUPS = {"optimizer": {"params"}, "scheduler": {"interval", "optimizer"}
 HYDRA_KEYS = {"_target_", "_partial_", "_recursive_", "_convert_", "_args_"}
 
 
-def check_call_arguments(cfg) -> None:
-    import inspect
+EXTRAS = {"mlflow": "mlflow", "tensorboard": "tensorboard"}  # a package an option needs -> its pyproject extra
+
+
+def missing_package(err: BaseException | None, target: str) -> str | None:
+    """The top-level package whose absence made `target` fail to import (not a misspelt part of target)."""
+    while err is not None:
+        if isinstance(err, ModuleNotFoundError) and err.name and not target.startswith(err.name):
+            return err.name.split(".")[0]
+        err = err.__cause__ or err.__context__
+    return None
+
+
+def import_target(target: str):
+    """hydra.utils.get_object, without the three ERROR lines it logs before raising."""
+    import logging
 
     from hydra.utils import get_object
+
+    hydra_log = logging.getLogger("hydra.utils")
+    level = hydra_log.level
+    hydra_log.setLevel(logging.CRITICAL)
+    try:
+        return get_object(target)
+    finally:
+        hydra_log.setLevel(level)
+
+
+def check_call_arguments(cfg) -> None:
+    import inspect
 
     for group, lab_keys in CALLED_GROUPS.items():
         node = cfg.get(group)
         if not node or not node.get("_target_"):
             continue
         try:  # a class or a factory function
-            parameters = inspect.signature(get_object(node._target_)).parameters
-        except Exception:
+            parameters = inspect.signature(import_target(node._target_)).parameters
+        except Exception as err:
+            missing = missing_package(err, node._target_)
+            if missing:
+                install = f'pip install -e ".[{EXTRAS[missing]}]"' if missing in EXTRAS else f"pip install {missing}"
+                raise ConfigError(f"{group}._target_={node._target_} needs the {missing} package, which is not "
+                                  f"installed here: {install}") from None
             raise ConfigError(f"{group}._target_={node._target_} cannot be imported: check its spelling") from None
         if any(p.kind == p.VAR_KEYWORD for p in parameters.values()):
             continue
@@ -168,50 +197,6 @@ def check_accelerator(cfg) -> None:
     if cfg.trainer.get("accelerator") in ("gpu", "cuda") and not torch.cuda.is_available():
         raise ConfigError(f"trainer.accelerator={cfg.trainer.accelerator} but torch sees no CUDA GPU here "
                           f"(torch {torch.__version__}): use trainer=cpu, or trainer.accelerator=auto")
-
-
-def check_group_options(argv: list[str]) -> None:
-    """`dataset=digts`, `+experiment=lr_sweeep`, `model=resnet10,resnet19`: one line with the choices and the
-    closest one, where Hydra would print a 17-line composition error. Only conf/ groups are checked
-    (hydra/launcher options come from plugins); what does not parse is left to Hydra's own message."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    if any(a.startswith(("-cd", "--config-dir", "-cp", "--config-path")) or "hydra.searchpath" in a for a in argv):
-        return  # options may come from the user's own config dirs
-    try:
-        overrides = OverridesParser.create().parse_overrides([a for a in argv if "=" in a and a[0] != "-"])
-    except Exception:
-        return
-    for override in overrides:
-        group = override.key_or_group.lstrip("+")
-        if override.is_delete() or group.split("/")[0] == "hydra" or not (CONF / group).is_dir():
-            continue
-        try:
-            values = list(override.sweep_string_iterator()) if override.is_sweep_override() else [override.value()]
-        except Exception:  # glob() needs Hydra's config loader: leave it to Hydra
-            continue
-        choices = sorted(p.stem for p in (CONF / group).glob("*.yaml"))
-        for value in values:
-            if isinstance(value, str) and value not in choices:
-                key = ("+" if override.is_add() else "") + group
-                close = difflib.get_close_matches(value, choices, n=1)
-                hint = f"did you mean {key}={close[0]}? " if close else ""
-                raise ConfigError(f"{key}={value} is not an option of conf/{group}/ ({hint}choices: "
-                                  f"{', '.join(choices)})")
-
-
-def check_output_dir(argv: list[str]) -> None:
-    """The run or sweep dir must be creatable: Hydra makes it before lab starts and reports a failure as a
-    12-line traceback. Without hydra.run.dir / hydra.sweep.dir the dir goes under the current folder."""
-    multirun = any(a in ("-m", "--multirun") for a in argv)
-    key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
-    given = [a.split("=", 1)[1] for a in argv if a.lstrip("+").startswith(key + "=")]
-    target = Path(given[-1]).expanduser().absolute() if given else Path.cwd() / ("multirun" if multirun else "outputs")
-    existing = next(p for p in [target, *target.parents] if p.exists())
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        problem = "is not a folder" if not existing.is_dir() else "is not writable"
-        raise ConfigError(f"cannot create the output dir {target}: {existing} {problem}; pass {key}=<a folder "
-                          f"you can write>")
 
 
 def check_ddp_outside_sweeps(cfg) -> None:

@@ -1,11 +1,11 @@
 """python -m lab.train: compose the config, check it, load the data once, fit, test, write results.json.
 
-The files on the path, in the order they run: conf/train.yaml and its groups (composed by Hydra) -> lab/config.py
-(checks before any data) -> lab/resume.py (resume=true) -> lab/dataset/ (uint8 tensors on the device) ->
-lab/model.py (the net) -> lab/distill.py (the teacher) -> lab/module.py (loss, metrics, optimizer; lab/scheduler.py)
--> lab/trainer.py (device, precision, the Lightning Trainer) -> lab/recorder.py (metrics.csv, checkpoints) ->
-lab/run_files.py (results.json). A run that does not finish ends in lab/outcome.py; lab/errors.py holds the
-errors a user can cause."""
+The files on the path, in the order they run: lab/cli.py (command-line checks) -> conf/train.yaml and its
+groups, composed by Hydra -> lab/config.py (checks before any data) -> lab/resume.py (resume=true) ->
+lab/dataset/ (uint8 tensors on the device) -> lab/model.py (the net) -> lab/distill.py (the teacher) ->
+lab/module.py (loss, metrics, optimizer; lab/scheduler.py) -> lab/trainer.py (device, precision, the Lightning
+Trainer) -> lab/recorder.py (metrics.csv, checkpoints) -> lab/run_files.py (results.json). A run that does not
+finish ends in lab/outcome.py; lab/errors.py holds the errors a user can cause."""
 import logging
 import math
 import sys
@@ -17,7 +17,8 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from lab.config import check_group_options, check_output_dir, register_resolvers, validate
+from lab.cli import check_command_line
+from lab.config import register_resolvers, validate
 from lab.errors import ConfigError
 from lab.outcome import in_sweep, is_rank_zero, run_or_exit
 from lab.resume import check_resume, keeping_run_record, report_finished, resume_checkpoint, slurm_requeued
@@ -91,17 +92,18 @@ def build_run(cfg: DictConfig, run_dir: Path, job_start: float | None, started_a
     """Everything fit() needs: module, datamodule, trainer and the epoch recorder."""
     import pytorch_lightning as pl
 
-    from lab.dataset import load_dataset, split_validation
+    from lab.dataset import load_dataset, memory_budget, split_validation
     from lab.dataset.datamodule import DataModule
     from lab.distill import build_distiller
     from lab.model import build_model
     from lab.module import Classifier
     from lab.recorder import EpochRecorder
-    from lab.trainer import build_trainer, set_cpu_threads, shows_progress_bar, use_channels_last
+    from lab.trainer import build_trainer, set_cpu_threads, shows_progress_bar, use_channels_last, uses_cuda
 
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     set_cpu_threads(cfg.cpu_threads)
-    data = split_validation(load_dataset(cfg.dataset, cfg.paths.data_dir), cfg.dataset.val_split, cfg.seed)
+    budget = memory_budget(on_cuda=uses_cuda(cfg.trainer.accelerator))  # every image is kept on the device
+    data = split_validation(load_dataset(cfg.dataset, cfg.paths.data_dir, budget), cfg.dataset.val_split, cfg.seed)
     if cfg.dataset.val_split == 0:
         log.warning("dataset.val_split=0: validating on the test set, as the lab did; the best checkpoint "
                     "is then chosen on test data, so results.json reports the last epoch's test accuracy")
@@ -183,8 +185,7 @@ def cli() -> None:
     """Checks that need only the command line come before Hydra, which would print a composition error or
     its own traceback."""
     try:
-        check_group_options(sys.argv[1:])
-        check_output_dir(sys.argv[1:])
+        check_command_line(sys.argv[1:])
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)

@@ -87,7 +87,7 @@ def test_unknown_group_option_is_one_line_with_the_choices(tmp_path):
     (["dataset=digts", "optimizer.lr=0.1,0.2"], "dataset=digts is not an option"),
 ])
 def test_group_option_typos_are_named_before_hydra_composes(argv, message):
-    from lab.config import check_group_options
+    from lab.cli import check_group_options
 
     with pytest.raises(ConfigError) as err:
         check_group_options(argv)

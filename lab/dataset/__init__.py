@@ -1,16 +1,18 @@
 """conf/dataset/: every dataset becomes uint8 tensors [N, C, H, W] + int64 labels, loaded once.
 
 `load_dataset` returns an ImageData; `split_validation` holds out part of train; `DataModule` (datamodule.py)
-serves both through DeviceLoader (loader.py)."""
+serves both through DeviceLoader (loader.py). Every image is held as uint8 on the training device, so an
+image folder is checked against a MemoryBudget before it is decoded."""
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from lab.dataset.memory import MemoryBudget, memory_budget
 from lab.dataset.stats import channel_stats
 from lab.errors import DataError
 
-__all__ = ["ImageData", "load_dataset", "split_validation", "channel_stats"]
+__all__ = ["ImageData", "MemoryBudget", "load_dataset", "split_validation", "channel_stats", "memory_budget"]
 
 
 @dataclass
@@ -89,8 +91,9 @@ def load_fake(cfg) -> dict:
                 test_labels=test_labels, class_names=[f"class_{i}" for i in range(cfg.num_classes)])
 
 
-def load_dataset(cfg, data_dir: str | Path) -> ImageData:
-    """cfg is the dataset group; data_dir is where downloads and decoded caches live."""
+def load_dataset(cfg, data_dir: str | Path, budget: MemoryBudget | None = None) -> ImageData:
+    """cfg is the dataset group; data_dir is where downloads and decoded caches live; an image folder must fit
+    in budget (default: memory_budget(), half the host's available RAM)."""
     name = cfg.name
     if name in ("cifar100", "cifar10"):
         from lab.dataset.cifar import load_cifar
@@ -101,10 +104,10 @@ def load_dataset(cfg, data_dir: str | Path) -> ImageData:
         parts = load_fake(cfg)
     elif name == "imagefolder":
         from lab.dataset.imagefolder import load_imagefolder
-        parts = load_imagefolder(cfg, Path(data_dir))
+        parts = load_imagefolder(cfg, Path(data_dir), budget or memory_budget())
     elif name == "gtsrb":
         from lab.dataset.gtsrb import load_gtsrb
-        parts = load_gtsrb(cfg, Path(data_dir))
+        parts = load_gtsrb(cfg, Path(data_dir), budget or memory_budget())
     else:
         raise DataError(f"dataset.name={name!r} has no loader in lab/dataset")
     if cfg.get("mean") is not None and cfg.get("std") is not None:

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import torch
 
-from lab.dataset.imagefolder import cache_file, check_readable, decode_labeled, read_cache, write_cache
+from lab.dataset.cache import cache_file, read_cache, write_cache
+from lab.dataset.imagefolder import check_readable, decode_labeled
+from lab.dataset.memory import MemoryBudget, check_fits
 from lab.dataset.stats import channel_stats
 from lab.errors import DataError
 
@@ -66,9 +68,10 @@ def track_groups(samples: list[tuple[Path, int]], bad_files: list[str]) -> torch
     return torch.tensor(groups, dtype=torch.long)
 
 
-def load_gtsrb(cfg, data_dir: Path) -> dict:
+def load_gtsrb(cfg, data_dir: Path, budget: MemoryBudget | None) -> dict:
     train, test = gtsrb_samples("train", data_dir), gtsrb_samples("test", data_dir)
     files = [path for path, _ in train + test]
+    check_fits(len(files), 3, cfg.image_size, budget, data_dir / "gtsrb")
     path = cache_file(data_dir, "gtsrb", files, dict(image_size=cfg.image_size))
     parts = read_cache(path)
     if parts is None:
