@@ -13,6 +13,7 @@ from omegaconf import OmegaConf
 from lab.errors import ConfigError
 from lab.keys import run_overrides
 from lab.run_files import read_results
+from lab.slurm import check_and_watch, stop_watching
 
 log = logging.getLogger("lab")
 _claimed_gpu_lock = None  # held for the life of this worker process
@@ -61,7 +62,11 @@ def job_dirname(*, _root_) -> str:
 
 
 class SweepCallback(Callback):
+    def on_multirun_start(self, config, **kwargs) -> None:
+        check_and_watch(config)  # hydra/launcher=slurm: refuse a request Slurm never runs, log the queue
+
     def on_multirun_end(self, config, **kwargs) -> None:
+        stop_watching()
         sweep_dir = Path(config.hydra.sweep.dir)
         failed = [p.name for p in sorted(sweep_dir.iterdir()) if p.is_dir()
                   and (read_results(p) or {}).get("status") == "failed"] if sweep_dir.is_dir() else []
