@@ -12,6 +12,7 @@ from hydra.types import RunMode
 
 from lab.errors import USER_ERRORS, ResumeRefused
 from lab.run_files import FINISHED, git_commit, read_results, write_json
+from lab.slurm import requeue_note
 
 log = logging.getLogger("lab")
 
@@ -83,7 +84,8 @@ def stopped(cfg, run_dir: Path, by: str) -> None:
     if record_stop(cfg, run_dir, dict(status="interrupted", test_acc=None)):
         log.error(f"stopped by {by}; {run_dir} had finished, its results are saved")
     else:
-        log.error(f"stopped by {by}; continue with the same command plus resume=true {resume_dir(run_dir)}")
+        log.error(f"stopped by {by}; {requeue_note(by)}continue with the same command plus resume=true "
+                  f"{resume_dir(run_dir)}")
     sys.exit(130 if by == "Ctrl-C" else 143)  # 128 + the signal's number, as a shell reports it
 
 
