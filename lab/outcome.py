@@ -18,6 +18,7 @@ from hydra.types import RunMode
 
 from lab.errors import USER_ERRORS, ResumeRefused
 from lab.run_files import FINISHED, read_results, save_results, write_json
+from lab.slurm import requeue_note
 
 log = logging.getLogger("lab")
 STOPPED_BY = {"signal": None}  # "Ctrl-C" once the user pressed it: the last line names it
@@ -169,7 +170,8 @@ def stopped(cfg, run_dir: Path, by: str, records_run: bool = True) -> None:
     elif record_stop(cfg, run_dir, dict(status="interrupted", test_acc=None)):
         log.error(f"stopped by {by}; {run_dir} had finished, its results are saved")
     else:
-        log.error(f"stopped by {by}; continue with the same command plus resume=true {resume_dir(run_dir)}")
+        log.error(f"stopped by {by}; {requeue_note(by)}continue with the same command plus resume=true "
+                  f"{resume_dir(run_dir)}")
     sys.exit(EXIT_STATUS.get(by, 143))
 
 

@@ -11,6 +11,7 @@ from omegaconf import OmegaConf
 
 from lab.keys import run_overrides
 from lab.run_files import read_results
+from lab.slurm import check_and_watch, stop_watching
 
 log = logging.getLogger("lab")
 
@@ -76,6 +77,9 @@ def sweep_progress(config) -> str:
 
 
 class SweepCallback(Callback):
+    def on_multirun_start(self, config, **kwargs) -> None:
+        check_and_watch(config)  # hydra/launcher=slurm: refuse a request Slurm never runs, log the queue
+
     def on_job_start(self, config, **kwargs) -> None:
         log.info(f"{sweep_progress(config)}: starting {Path(config.hydra.runtime.output_dir).name}")
 
@@ -86,6 +90,7 @@ class SweepCallback(Callback):
         log.info(f"{sweep_progress(config)}: ended {Path(config.hydra.runtime.output_dir).name} ({outcome})")
 
     def on_multirun_end(self, config, **kwargs) -> None:
+        stop_watching()
         sweep_dir = Path(config.hydra.sweep.dir)
         failed = [p.name for p in sorted(sweep_dir.iterdir()) if p.is_dir()
                   and (read_results(p) or {}).get("status") == "failed"] if sweep_dir.is_dir() else []

@@ -1,0 +1,252 @@
+"""hydra/launcher=slurm before and while the job array runs: refuse a request the partition can never meet
+(Slurm would keep it PENDING forever, reason PartitionConfig or PartitionTimeLimit, and say nothing); log
+the jobs' states and Slurm's reasons, and name a job that left the queue without a result (submitit would
+wait for it forever without Slurm accounting); and the words for a job stopped by SIGTERM inside Slurm."""
+import glob
+import logging
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import OmegaConf
+
+from lab.errors import ConfigError
+
+log = logging.getLogger("lab")
+POLL_S = 10    # squeue for the sweep's jobs this often; a line when their states change...
+REPEAT_S = 60  # ...and at least this often while any is queued or running
+_stop_watch = threading.Event()  # the running watch's; stop_watching() sets it
+
+
+def scontrol_records(text: str) -> list[dict]:
+    """`scontrol -o show partition|node` output (one record a line, `Key=value` fields; a value may hold
+    spaces, as OS=Linux 6.1 #1 SMP does) as dicts."""
+    field = re.compile(r"(\w+)=(.*?)(?= \w+=|$)")
+    return [{key: value.strip() for key, value in field.findall(line.strip())}
+            for line in text.splitlines() if "=" in line]
+
+
+def number_or_none(value: str | None) -> int | None:
+    """A Slurm count or MiB amount; UNLIMITED, INFINITE or missing means no limit (None)."""
+    return int(value) if value and value.isdigit() else None
+
+
+def minutes(limit: str | None) -> int | None:
+    """A Slurm time limit (minutes, minutes:seconds, hours:minutes:seconds, days-hours[:minutes[:seconds]])
+    in whole minutes, seconds dropped (a job may ask for no more); UNLIMITED, INFINITE, NONE: None."""
+    if not limit or not limit[0].isdigit():
+        return None
+    days, _, clock = limit.rpartition("-")
+    parts = [int(p) for p in clock.split(":")]
+    if days:
+        parts = (parts + [0, 0])[:3]
+    elif len(parts) < 3:
+        parts = [0, *parts, 0][:3]
+    hours, mins, _ = parts
+    return int(days or 0) * 1440 + hours * 60 + mins
+
+
+def node_gpus(gres: str | None) -> int:
+    """GPUs in a node's Gres field: gpu:4, gpu:a100:4(S:0-1), gpu:a100:2,gpu:v100:2 (summed)."""
+    counts = [re.match(r"gpu(?::[^:,(]+)?:(\d+)", item) for item in (gres or "").split(",")]
+    return sum(int(m.group(1)) for m in counts if m)
+
+
+def node_capacity(partition: dict, node: dict) -> dict:
+    """What one job can get on this node inside this partition: CPUs, memory (MiB), GPUs."""
+    cpus = number_or_none(node.get("CPUEfctv")) or number_or_none(node.get("CPUTot")) or 0
+    mem_mb = number_or_none(node.get("RealMemory")) or 0
+    return dict(name=node.get("NodeName", "?"), gpus=node_gpus(node.get("Gres")),
+                cpus=min(cpus, number_or_none(partition.get("MaxCPUsPerNode")) or cpus),
+                mem_mb=min(mem_mb, number_or_none(partition.get("MaxMemPerNode")) or mem_mb))
+
+
+def request_of(launcher) -> dict:
+    """The per-node amounts a job of the array asks for (submitit: --cpus-per-task x --ntasks-per-node,
+    --mem=<mem_gb>GB, which Slurm reads as GiB, --gpus-per-node, --time)."""
+    tasks = launcher.get("tasks_per_node") or 1
+    return dict(cpus=(launcher.get("cpus_per_task") or 1) * tasks, tasks=tasks,
+                mem_mb=(launcher.get("mem_gb") or 0) * 1024, gpus=launcher.get("gpus_per_node") or 0,
+                timeout_min=launcher.get("timeout_min"))
+
+
+# hydra.launcher key -> (the request_of/node_capacity field, its unit, the largest value that fits a node)
+PER_NODE = {"cpus_per_task": ("cpus", "CPUs", lambda most, need: most // need["tasks"]),
+            "mem_gb": ("mem_mb", "MiB of memory", lambda most, need: most // 1024),
+            "gpus_per_node": ("gpus", "GPUs", lambda most, need: most)}
+
+
+def unmet_request(launcher, partition: dict, nodes: list[dict]) -> str | None:
+    """The one line that says which key the partition can never satisfy, or None when a node fits it all."""
+    need, name = request_of(launcher), partition.get("PartitionName", "?")
+    never = "so the jobs would wait in the queue forever"
+    caps = [node_capacity(partition, n) for n in nodes]
+    if not caps:
+        return f"hydra.launcher.partition={name}: the Slurm partition has no nodes; choose another partition"
+    max_time = minutes(partition.get("MaxTime"))
+    if need["timeout_min"] and max_time is not None and need["timeout_min"] > max_time:
+        return (f"hydra.launcher.timeout_min={need['timeout_min']}: Slurm partition {name} allows at most {max_time} "
+                f"(MaxTime={partition['MaxTime']}), {never}; set hydra.launcher.timeout_min={max_time} or less, "
+                f"or choose another hydra.launcher.partition")
+    for key, (field, unit, fits) in PER_NODE.items():
+        most = max(c[field] for c in caps)
+        if need[field] > most:
+            times = f" x tasks_per_node={need['tasks']}" if key == "cpus_per_task" and need["tasks"] > 1 else ""
+            return (f"hydra.launcher.{key}={launcher.get(key)}{times}: the nodes of Slurm partition {name} have at "
+                    f"most {most} {unit} each, {never}; set hydra.launcher.{key}={fits(most, need)} or less, or "
+                    f"choose another hydra.launcher.partition")
+    if not any(all(c[f] >= need[f] for f, _, _ in PER_NODE.values()) for c in caps):
+        offer = "; ".join(f"{c['name']}: {c['cpus']} CPUs, {c['mem_mb']} MiB, {c['gpus']} GPUs" for c in caps[:4])
+        return (f"hydra.launcher: no node of Slurm partition {name} has {need['cpus']} CPUs, {need['mem_mb']} MiB "
+                f"and {need['gpus']} GPUs at once ({offer}), {never}; ask for less")
+    return None
+
+
+def scontrol(*args: str) -> str:
+    if shutil.which("scontrol") is None:
+        raise ConfigError("hydra/launcher=slurm: Slurm's scontrol is not on PATH; run the sweep where Slurm's "
+                          "commands work (the cluster's login node), or use hydra/launcher=submitit_local")
+    proc = subprocess.run(["scontrol", "-a", "-o", *args], capture_output=True, text=True, timeout=60)
+    if proc.returncode != 0:
+        reason = (proc.stderr.strip().splitlines() or ["no message"])[0]
+        raise ConfigError(f"hydra/launcher=slurm: `scontrol show {' '.join(args[1:])}` failed ({reason}); check "
+                          f"that Slurm answers here (sinfo)")
+    return proc.stdout
+
+
+def chosen_partition(wanted: str | None) -> dict:
+    """The partition the array goes to: hydra.launcher.partition, or Slurm's default when it is null."""
+    partitions = scontrol_records(scontrol("show", "partition"))
+    names = ", ".join(p.get("PartitionName", "?") for p in partitions)
+    for partition in partitions:
+        if partition.get("PartitionName") == wanted or (wanted is None and partition.get("Default") == "YES"):
+            return partition
+    if wanted is None:
+        raise ConfigError(f"hydra.launcher.partition is not set and Slurm has no default partition; set it to "
+                          f"one of: {names}")
+    raise ConfigError(f"hydra.launcher.partition={wanted}: Slurm has no such partition; choose one of: {names}")
+
+
+def check_request(launcher) -> None:
+    """Raise ConfigError when the partition can never run a job of this array."""
+    partition = chosen_partition(launcher.get("partition"))
+    nodes = partition.get("Nodes")
+    if not nodes or nodes == "(null)":
+        records = []
+    else:
+        records = scontrol_records(scontrol("show", "node", *([] if nodes == "ALL" else [nodes])))
+    problem = unmet_request(launcher, partition, records)
+    if problem:
+        raise ConfigError(problem)
+
+
+def submitted_arrays(submitit_folder: str) -> list[str]:
+    """Job ids of this sweep's arrays (or of its one job), from the folders submitit makes for them (its
+    folder ends in %j: 1234 and 1234_0, 1234_1, ... for an array; 1234 for a sweep of one job)."""
+    if not submitit_folder.endswith("%j"):
+        return []
+    ids = {Path(f).name.split("_")[0] for f in glob.glob(glob.escape(submitit_folder[:-2]) + "*")}
+    return sorted((job for job in ids if job.isdigit()), key=int)
+
+
+def slurm_jobs(job_ids: list[str]) -> str:
+    return f"Slurm job{'s' if len(job_ids) > 1 else ''} {', '.join(job_ids)}"  # an array's tasks share its id
+
+
+def queue_line(array_ids: list[str], squeue_out: str) -> str | None:
+    """`Slurm job 12: 2 RUNNING, 3 PENDING (Resources)` from `squeue -h -r -o %T|%r` lines; None when none."""
+    states = Counter(tuple(line.strip().split("|", 1)) for line in squeue_out.splitlines() if "|" in line)
+    counts = [f"{n} {state}" + (f" ({reason})" if reason not in ("None", "") else "")
+              for (state, reason), n in sorted(states.items(), key=lambda item: (-item[1], item[0]))]
+    return f"{slurm_jobs(array_ids)}: {', '.join(counts)}" if counts else None
+
+
+def jobs_without_result(submitit_folder: str) -> list[str]:
+    """This sweep's jobs (1234_0 in an array, 1234 alone) whose folder holds no result file yet: submitit
+    writes one as a job ends."""
+    folders = [f for f in glob.glob(glob.escape(submitit_folder[:-2]) + "*")
+               if glob.glob(os.path.join(glob.escape(f), "*_submitted.pkl"))]
+    return sorted((Path(f).name for f in folders if not glob.glob(os.path.join(glob.escape(f), "*_result.pkl"))),
+                  key=lambda job: [int(n) for n in job.split("_") if n.isdigit()])
+
+
+def stranded_line(array_ids: list[str], missing: list[str], sweep_dir: str) -> str | None:
+    """A job that left the queue without a result (scancel, a node failure, out of memory) leaves submitit
+    waiting: it learns of the end only from Slurm accounting (sacct), late, or never where that is off."""
+    if not missing:
+        return None
+    return (f"{slurm_jobs(array_ids)}: no job is queued or running, "
+            f"yet {', '.join(missing[:8])}{' ...' if len(missing) > 8 else ''} wrote no result (cancelled, or "
+            f"killed: node failure, out of memory) and submitit may wait for it forever; stop this process "
+            f"(Ctrl-C) and rerun the same command with resume=true hydra.sweep.dir={sweep_dir}")
+
+
+def squeue_states(array_ids: list[str]) -> str | None:
+    """`%T|%r` lines of the arrays' queued and running jobs; None when squeue does not answer."""
+    try:
+        proc = subprocess.run(["squeue", "-h", "-r", "-j", ",".join(array_ids), "-o", "%T|%r"],
+                              capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):  # a busy controller: try again at the next poll
+        return None
+    # squeue fails with "Invalid job id" once every job of the arrays has ended and left its memory.
+    return proc.stdout if proc.returncode == 0 or "Invalid job id" in proc.stderr else None
+
+
+def watch_queue(submitit_folder: str, sweep_dir: str, stop: threading.Event) -> None:
+    last_line, logged_at, empty_polls = None, 0.0, 0
+    while not stop.wait(POLL_S):
+        arrays = submitted_arrays(submitit_folder)
+        states = squeue_states(arrays) if arrays else None
+        if states is None:
+            continue
+        line, level = queue_line(arrays, states), logging.INFO
+        empty_polls = 0 if line else empty_polls + 1
+        if empty_polls >= 2:  # two polls apart: a result file may land just after its job leaves the queue
+            line, level = stranded_line(arrays, jobs_without_result(submitit_folder), sweep_dir), logging.WARNING
+        if line and (line != last_line or time.time() - logged_at >= REPEAT_S):
+            log.log(level, line)
+            last_line, logged_at = line, time.time()
+
+
+def check_and_watch(config) -> None:
+    """SweepCallback.on_multirun_start: under hydra/launcher=slurm, refuse (one line, exit 2) a request the
+    partition cannot meet, then watch the array in a daemon thread until stop_watching()."""
+    launcher = config.hydra.launcher
+    if not str(launcher.get("_target_", "")).endswith("SlurmLauncher"):
+        return
+    try:
+        check_request(launcher)
+    except ConfigError as err:  # Hydra calls back outside lab.train's main: raised, it prints a traceback
+        log.error(f"error: {err}")
+        sys.exit(2)
+    global _stop_watch
+    _stop_watch = threading.Event()
+    folder = str(OmegaConf.select(config, "hydra.launcher.submitit_folder") or "")
+    threading.Thread(target=watch_queue, args=(folder, str(config.hydra.sweep.dir), _stop_watch), daemon=True,
+                     name="slurm-queue").start()
+
+
+def stop_watching() -> None:
+    _stop_watch.set()
+
+
+def requeue_note(by: str) -> str:
+    """lab.outcome.stopped()'s words for a SIGTERM inside a Slurm job, put before its resume=true hint: a
+    requeue (preemption, scontrol requeue) reruns the same command with SLURM_RESTART_COUNT > 0, which
+    resumes by itself when that command lands in the same dir; a cancelled (scancel) job needs the hint."""
+    if by != "SIGTERM" or not os.environ.get("SLURM_JOB_ID"):
+        return ""
+    hydra = HydraConfig.get() if HydraConfig.initialized() else None
+    same_dir = hydra is not None and (hydra.mode == RunMode.MULTIRUN or  # submitit reruns the pickled sweep
+                                      any(o.startswith("hydra.run.dir=") for o in hydra.overrides.hydra))
+    when = "" if same_dir else " if its command sets hydra.run.dir (else a rerun starts over in a new dir)"
+    return (f"if Slurm requeues this job (preemption, scontrol requeue), it resumes from last.ckpt on its "
+            f"own{when}; if it was cancelled (scancel), ")
