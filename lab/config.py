@@ -207,7 +207,9 @@ def check_ddp_outside_sweeps(cfg) -> None:
 
     # Several devices means DDP whatever trainer.strategy says (Lightning picks ddp for "auto").
     ddp = cfg.trainer.devices not in (1, "1", [0]) or cfg.trainer.num_nodes > 1
-    if ddp and HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+    # Under Slurm, srun starts every rank itself (one task each): no rank re-executes the sweep.
+    slurm_ranks = int(os.environ.get("SLURM_NTASKS", "1") or 1) > 1
+    if ddp and not slurm_ranks and HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
         raise ConfigError(f"trainer.devices={cfg.trainer.devices} (DDP) cannot run under -m (each DDP process "
                           "would relaunch the sweep): run one job per GPU with hydra/launcher=joblib "
                           "gpu_pool=[0,1,...] or hydra/launcher=slurm, or drop -m for a single DDP run")

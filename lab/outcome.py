@@ -94,8 +94,11 @@ def ctrl_c_stops_after_the_batch():
 
 
 def is_rank_zero() -> bool:
-    # DDP children are re-executed copies of this command; only rank 0 writes run files.
-    return os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"
+    # DDP children are re-executed copies of this command (or, under Slurm, tasks that srun started, which
+    # only SLURM_PROCID tells apart); only rank 0 writes run files.
+    slurm_tasks = int(os.environ.get("SLURM_NTASKS", "1") or 1)
+    slurm_task = os.environ.get("SLURM_PROCID", "0") if slurm_tasks > 1 else "0"
+    return os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0" and slurm_task == "0"
 
 
 def log_file_only(text: str) -> None:
