@@ -7,7 +7,7 @@ from pathlib import Path
 
 from lab.errors import ReportError
 from lab.report.noise import NOISE_LEVEL, two_proportion_p, versus, wilson_interval
-from lab.report.table import build_table, config_value, group_over_seeds, parse_value
+from lab.report.table import build_table, cell, config_value, group_over_seeds, parse_value
 from lab.run_files import read_results, write_atomic, write_json
 
 SEED = "seed"
@@ -42,7 +42,7 @@ def step_jobs(out: Path, step, match: str | None) -> tuple[list[dict], bool]:
 
 def job_label(job, keys: list[str], match: str | None) -> str:
     if keys:
-        return ", ".join(f"{k}={job[k]}" for k in keys)
+        return ", ".join(f"{k}={cell(k, job[k])}" for k in keys)
     return f"{match}={job.match_value}" if match else str(job.job)
 
 

@@ -24,10 +24,9 @@ EXIT_STATUS = {"Ctrl-C": 130, "SIGTERM": 143}
 
 def plan_study(argv: list[str]):
     study_overrides, step_overrides, config_dir = split_argv(argv)
-    if config_dir:
-        step_overrides = ["--config-dir", config_dir] + step_overrides  # lab.train finds the user's groups too
     study = compose_study(study_overrides, config_dir)
-    out = study_dir(study, study_overrides, [o for o in step_overrides if not o.startswith("--")])
+    study["config_dir"] = config_dir  # each step's lab.train gets it too: the user's groups and experiments
+    out = study_dir(study, study_overrides, step_overrides)
     step_overrides = step_overrides + gpu_overrides(study, step_overrides)
     steps = [Step(name, study["plan"][name] or {}) for name in selected_steps(study)]
     return study, out, step_overrides, steps
@@ -39,7 +38,7 @@ def job_totals(steps: list[Step], study: dict, step_overrides: list[str], out: P
     for step in steps:
         probe = Step(step.name, step.spec)
         step_command(probe, study, step_overrides, out, lambda name: out / name)
-        totals[step.name] = 0 if probe.skipped else count_jobs([o for o in probe.command if not o.startswith("--")])
+        totals[step.name] = 0 if probe.skipped else count_jobs(probe.command)
     return totals
 
 

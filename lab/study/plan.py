@@ -125,7 +125,8 @@ def study_dir(study: dict, study_overrides: list[str], step_overrides: list[str]
     naming = [o for o in step_overrides if not override_key(o).startswith(NOT_NAMING)]
     naming += [o for o in study_overrides if override_key(o).startswith("study.plan.")]
     # No = or , in the name: it goes into overrides (hydra.sweep.dir=..., distill.teacher_ckpt=...).
-    readable = re.sub(r"[^A-Za-z0-9._-]", "_", "_".join(o.replace("=", "-") for o in naming))[:80] or "defaults"
+    readable = re.sub(r"[\[\]{}'\" +~]", "", "_".join(o.replace("=", "-") for o in naming))
+    readable = re.sub(r"[^A-Za-z0-9._-]+", "_", readable)[:80] or "defaults"
     digest = hashlib.sha1("\n".join(naming).encode()).hexdigest()[:8]
     return Path(study["root"]) / study["name"] / f"{readable}-{digest}"
 
@@ -154,7 +155,8 @@ def step_command(step: Step, study: dict, step_overrides: list[str], out: Path, 
             step.skipped = f"needs step {needed}'s run dir for {key}, and {needed} has no finished job"
             return
         needs.append(f"{key}={quoted(run_dir)}")
-    step.command = ["-m", *args, *given, *(spec.get("overrides") or []), *needs, "resume=true",
+    search = ["--config-dir", str(Path(study["config_dir"]).absolute())] if study.get("config_dir") else []
+    step.command = [*search, "-m", *args, *given, *(spec.get("overrides") or []), *needs, "resume=true",
                     f"hydra.sweep.dir={quoted(out / step.name)}"]
 
 
@@ -173,14 +175,16 @@ def count_jobs(command: list[str]) -> int | None:
 
     from lab.sweep import sweep_size
 
-    overrides = [o for o in command if o not in ("-m", "--multirun")]
+    config_dir = command[command.index("--config-dir") + 1] if "--config-dir" in command else None
+    overrides = [o for o in command if o not in ("-m", "--multirun", "--config-dir", config_dir)]
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
         plain = [item for item, o in zip(overrides, parsed)
                  if not o.is_sweep_override() and not o.key_or_group.startswith("hydra.")]
         GlobalHydra.instance().clear()
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            cfg = compose("train", overrides=plain, return_hydra_config=True)
+            search = [f"hydra.searchpath=[file://{config_dir}]"] if config_dir else []
+            cfg = compose("train", overrides=plain + search, return_hydra_config=True)
         params = cfg.hydra.sweeper.get("params")
         params = OmegaConf.to_container(params) if params else {}
         return sweep_size(OmegaConf.create({"hydra": {"overrides": {"task": overrides},
