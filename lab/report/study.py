@@ -85,7 +85,7 @@ def add_published(rows: list[dict], published: list[dict], about: dict) -> list[
         unmatched.remove(found)
         row["published_acc"], row["published_time_s"] = found.get("test_acc"), found.get("total_time_s")
         row["published_label"] = found.get("label") or str(found.get("value"))
-        if row["label"] == row["job"] and found.get("label"):  # a single run's dir name (0) says nothing
+        if str(row["label"]).isdigit() and found.get("label"):  # a single run's dir name (0) says nothing
             row["label"] = found["label"]
         same_data = row["dataset"] == about.get("dataset") and about.get("test_images")
         if same_data and row["test_acc"] is not None and row["test_images"] and found.get("test_acc") is not None:

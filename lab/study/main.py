@@ -67,8 +67,9 @@ def run_steps(steps: list[Step], study: dict, step_overrides: list[str], out: Pa
                 running[step.name] = start_step(step, out)
             time.sleep(POLL_S)
             for name, process in list(running.items()):
-                progress.scan(name, out / name)
-                if process.poll() is not None:
+                ended = process.poll() is not None
+                progress.scan(name, out / name)  # after poll: an ended step's last job is seen too
+                if ended:
                     del running[name]
                     outcomes[name] = step_outcome(by_name[name], process.returncode, out)
     except (KeyboardInterrupt, Stopped) as stop:
@@ -111,6 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("stopped by Ctrl-C before any step started", file=sys.stderr)
+        return 130
     started = time.time()
     out.mkdir(parents=True, exist_ok=True)
     log.info(f"study {study['name']}: {len(steps)} step(s) ({', '.join(s.name for s in steps)}) in {out}")

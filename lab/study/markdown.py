@@ -51,7 +51,10 @@ def acc_cell(row: dict) -> str:
 
 def row_cells(row: dict) -> list[str]:
     status = row["status"] + (f": {row['note']}" if row.get("note") else "")
-    return [row["label"], acc_cell(row), row.get("vs_best") or "", fmt(row.get("published_acc")),
+    published = fmt(row.get("published_acc"))
+    if published and row.get("published_label") not in (None, row["label"], str(row.get("match_value"))):
+        published += f" ({row['published_label']})"
+    return [row["label"], acc_cell(row), row.get("vs_best") or "", published,
             row.get("vs_published") or "", fmt(row.get("total_time_s"), "{:.1f}"),
             fmt(row.get("published_time_s"), "{:.0f}"), fmt(row.get("epochs"), "{}"), status]
 

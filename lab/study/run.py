@@ -104,13 +104,20 @@ def start_step(step: Step, out: Path) -> subprocess.Popen:
 
 
 def error_line(log_path: Path) -> str:
-    """The step's last line that says error (lab's one-line errors), else its last line."""
+    """The step's one error line from its last command's output: lab's `error: ...` line, else the first
+    line Hydra printed without a log prefix (a composition error: "Could not override 'foo'.")."""
     try:
-        lines = [line.strip() for line in log_path.read_text(errors="replace").splitlines() if line.strip()]
+        text = log_path.read_text(errors="replace")
     except OSError:
         return ""
-    errors = [line for line in lines if "error" in line.lower()]
-    return (errors or lines or [""])[-1][:400]
+    lines = [line.strip() for line in text.split("\n$ python")[-1].splitlines()[1:] if line.strip()]
+    lines = [line for line in lines if "HYDRA_FULL_ERROR" not in line]
+    lab_errors = [line for line in lines if "error:" in line.lower()]
+    plain = [line for line in lines if not line.startswith(("[", "/", "warnings.", "Model Accuracy", "Total time"))]
+    if lab_errors:
+        return lab_errors[-1][:400]
+    hint = plain[1:2] if len(plain) > 1 and plain[1].startswith("To ") else []  # Hydra's "To append ... use +"
+    return " ".join((plain or lines or [""])[:1] + hint)[:400]
 
 
 def stop_steps(running: dict, by: str) -> None:
