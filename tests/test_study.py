@@ -73,13 +73,14 @@ def test_a_bad_study_setting_is_one_line_and_exit_2(argv, says, capsys):
     assert says in err and len(err.splitlines()) == 1
 
 
-def fake_job(step_dir: Path, name: str, acc: float, lr: float, status="ok", n=359):
+def fake_job(step_dir: Path, name: str, acc: float, lr: float, status="ok", n=359, seed=None):
     run_dir = step_dir / name
     (run_dir / ".hydra").mkdir(parents=True)
-    (run_dir / ".hydra" / "config.yaml").write_text(yaml.safe_dump({"optimizer": {"lr": lr}}))
+    (run_dir / ".hydra" / "config.yaml").write_text(yaml.safe_dump({"optimizer": {"lr": lr}, "seed": seed}))
+    overrides = [f"optimizer.lr={lr}"] + ([f"seed={seed}"] if seed is not None else [])
     (run_dir / "results.json").write_text(json.dumps(dict(
         status=status, test_acc=acc, test_images=n, total_time_s=10.0, epochs=3, dataset="digits",
-        overrides=[f"optimizer.lr={lr}"], git_commit="abc", git_dirty=False, device="cpu")))
+        overrides=overrides, git_commit="abc", git_dirty=False, device="cpu")))
 
 
 def test_report_sets_published_numbers_beside_labs_and_marks_what_noise_cannot_tell_apart(tmp_path):
@@ -104,6 +105,18 @@ def test_report_sets_published_numbers_beside_labs_and_marks_what_noise_cannot_t
     assert "git commit abc" in text and "<" not in text.replace("<=", "")  # no HTML
 
 
+def test_seeds_give_mean_and_std_per_setting(tmp_path):
+    study, _, _, _ = plan_study(["study.steps=[t3]"])
+    for lr, accs in ((0.03, (0.90, 0.92)), (0.1, (0.80, 0.84))):
+        for seed, acc in enumerate(accs):
+            fake_job(tmp_path / "t3", f"optimizer.lr={lr},seed={seed}", acc, lr, seed=seed)
+    report = write_study_report(study, tmp_path, [Step("t3", study["plan"]["t3"])], {}, [], "python -m lab.study")
+    rows = {row["match_value"]: row for row in report["steps"][0]["jobs"]}
+    assert rows["0.03"]["seeds"] == 2 and abs(rows["0.03"]["test_acc"] - 0.91) < 1e-9
+    assert abs(rows["0.1"]["test_acc_std"] - 0.0282843) < 1e-6 and rows["0.1"]["published_acc"] == 0.653
+    assert "0.9100 ± 0.0141 (2 seeds)" in (tmp_path / "REPORT.md").read_text()
+
+
 def study_proc(tmp_path, *argv):
     env = dict(os.environ, PYTHONWARNINGS="ignore", PYTHONPATH=str(ROOT))
     return subprocess.Popen([sys.executable, "-m", "lab.study", f"study.dir={tmp_path / 'study'}", *argv],
@@ -115,12 +128,19 @@ def finished_at(study_dir: Path) -> dict:
             for p in study_dir.glob("*/*/results.json") if results(p.parent)["status"] == "ok"}
 
 
+def mid_training(study_dir: Path) -> bool:
+    """A job is training with a last.ckpt to resume from."""
+    return any((p.parent / "checkpoints" / "last.ckpt").is_file() and results(p.parent)["status"] == "running"
+               for p in study_dir.glob("*/*/results.json"))
+
+
 @pytest.mark.slow
 def test_a_study_resumes_after_ctrl_c_and_kill_9_without_training_a_finished_job_twice(tmp_path):
-    """Run t1 and t3 (one lr fails its check), then the whole cut-down study: Ctrl-C it, kill -9 it, run it
-    to the end. Every finished job keeps its finished_at; REPORT.md has every section."""
+    """Run t1 and t3 (one lr fails its check), then the whole cut-down study: Ctrl-C it, kill -9 it (each
+    while a job trains), run it to the end. Every finished job keeps its finished_at, a stopped job resumes
+    from its last.ckpt, and REPORT.md has every section."""
     arrow_folder(tmp_path / "signs", {"train_dataset": 24, "test_dataset": 8}, size=16)
-    tiny = ["dataset=digits", "trainer.max_epochs=2", "model.base_width=8", "trainer.accelerator=cpu",
+    tiny = ["dataset=digits", "trainer.max_epochs=3", "model.base_width=8", "trainer.accelerator=cpu",
             'study.plan.t3.overrides=["optimizer.lr=0.05,-1"]',
             f"study.signs_root={tmp_path / 'signs'}"]
     study_dir = tmp_path / "study"
@@ -133,8 +153,8 @@ def test_a_study_resumes_after_ctrl_c_and_kill_9_without_training_a_finished_job
     everything = ["study.steps=[t1,t3,t5,t6]", *tiny]
     for stop in (signal.SIGINT, signal.SIGKILL):
         proc = study_proc(tmp_path, *everything)
-        while len(finished_at(study_dir)) == len(done) and proc.poll() is None:  # stop once a new job ends
-            time.sleep(0.5)
+        while not mid_training(study_dir) and proc.poll() is None:  # stop a job after its first epoch
+            time.sleep(0.2)
         proc.send_signal(stop)
         err = proc.communicate(timeout=300)[1]
         if stop == signal.SIGINT:
@@ -148,6 +168,8 @@ def test_a_study_resumes_after_ctrl_c_and_kill_9_without_training_a_finished_job
     assert {k: v for k, v in finished_at(study_dir).items() if k in done} == done
     for job in ("teacher/0", "t5/distill=none", "t5/distill=soft_target", "t5/distill=logits", "t6/0"):
         assert results(study_dir / job)["status"] in ("ok", "diverged"), job
+    resumed = [p.parent.name for p in study_dir.glob("*/*/results.json") if results(p.parent).get("processes", 1) > 1]
+    assert resumed, "no job was stopped mid-training and resumed"
     report = (study_dir / "REPORT.md").read_text()
     for heading in ("## t1.", "## t3.", "## t5.", "### teacher.", "## t6.", "## Provenance"):
         assert heading in report

@@ -78,7 +78,7 @@ def run_steps(steps: list[Step], study: dict, step_overrides: list[str], out: Pa
         stop_steps(running, by)
         for name in running:
             outcomes[name] = dict(status="stopped", reason=f"stopped by {by}", command=by_name[name].command)
-        raise Stopped(by) from None
+        raise Stopped(by, outcomes) from None
     return outcomes
 
 
@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         outcomes = run_steps(steps, study, step_overrides, out, progress)
     except Stopped as stop:
-        stopped_by = stop.by
+        stopped_by, outcomes = stop.by, stop.outcomes
     return finish(study, out, argv, steps, outcomes, started, stopped_by)
 
 

@@ -138,7 +138,7 @@ def data_line(report: dict) -> str:
     seen = {}
     for step in report["steps"]:
         for row in step["jobs"]:
-            if row.get("dataset"):
+            if row.get("dataset") and row.get("test_images"):
                 seen.setdefault(row["dataset"], set()).add(row.get("test_images"))
     sizes = [f"{name} ({', '.join(str(n) for n in sorted(v, key=str))} test images)" for name, v in seen.items()]
     return f"Lab's numbers: {'; '.join(sizes) or 'no finished jobs yet'}."

@@ -19,9 +19,11 @@ PR_SET_PDEATHSIG = 1
 
 
 class Stopped(Exception):
-    def __init__(self, by: str):
+    """Ctrl-C or SIGTERM; outcomes: the steps that ended before it."""
+
+    def __init__(self, by: str, outcomes: dict | None = None):
         super().__init__(by)
-        self.by = by
+        self.by, self.outcomes = by, outcomes or {}
 
 
 def die_with_parent() -> None:
