@@ -175,3 +175,14 @@ def test_a_study_resumes_after_ctrl_c_and_kill_9_without_training_a_finished_job
         assert heading in report
     assert "optimizer.lr=-1" in report and "failed" in report
     assert "distill.teacher_ckpt=" in (study_dir / "logs" / "t5.log").read_text()
+
+
+def test_jobs_per_gpu_lists_each_gpu_that_many_times_for_a_joblib_launcher(monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    _, steps = commands(DIGITS + ["study.jobs_per_gpu=2"])
+    assert {"hydra/launcher=joblib", "hydra.launcher.n_jobs=4", "gpu_pool=[0,0,1,1]"} <= set(steps["t3"].command)
+    _, steps = commands(DIGITS + ["study.jobs_per_gpu=2", "hydra/launcher=submitit_local"])
+    assert "gpu_pool=[0,0,1,1]" not in steps["t3"].command and "hydra/launcher=submitit_local" in steps["t3"].command
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    _, steps = commands(DIGITS + ["study.jobs_per_gpu=2"])
+    assert not any(o.startswith("gpu_pool") for o in steps["t3"].command)

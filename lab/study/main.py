@@ -104,8 +104,26 @@ def previous_runs(out: Path) -> list[dict]:
         return []
 
 
+def answer_flags(argv: list[str]) -> int | None:
+    """--help (exit 0) and any flag lab.study does not take (exit 2); None: go on."""
+    if any(arg in ("-h", "--help") for arg in argv):
+        print(__doc__.strip() + "\n\nThe steps, keys and report: docs/study.md; the default study: "
+              "conf/study/lab_report.yaml.")
+        return 0
+    unknown = [arg for arg in argv if arg.startswith("-") and arg not in ("-m", "--multirun", "--config-dir", "-cd")
+               and not arg.startswith("--config-dir=")]
+    if unknown:
+        print(f"error: {unknown[0]}: lab.study takes overrides (KEY=VALUE), --config-dir DIR and --help",
+              file=sys.stderr)
+        return 2
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    flags_said = answer_flags(argv)
+    if flags_said is not None:
+        return flags_said
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     try:
         study, out, step_overrides, steps = plan_study(argv)
