@@ -4,7 +4,8 @@
 # Distillation: ResNet50 does not train stably on 8x8 images at batch 32 (test accuracy 0.13-0.33 after 3
 # epochs at lr 0.03), so the demo's teacher is a full-width ResNet10 (0.99 alone), trained 10 epochs, and its
 # student a 16-wide ResNet18 (0.7M parameters). On CIFAR-100 the experiments' ResNet50 -> ResNet18.
-# Usage: bash docs/make_figures.sh   (OUT=dir to put the study elsewhere; rerun to continue an interrupted one)
+# Usage: bash docs/make_figures.sh   (OUT=dir to put the study elsewhere; rerun to continue an interrupted one,
+# rm -rf the dir first to train everything again)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
