@@ -1,0 +1,5 @@
+import sys
+
+from lab.study.main import main
+
+sys.exit(main())

@@ -1,0 +1,228 @@
+"""A study's plan: the study config (conf/study.yaml + conf/study/NAME.yaml), the steps to run in order with
+their needs, the study dir named by the command, and each step's lab.train command line."""
+import hashlib
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from lab.errors import ConfigError
+
+CONF_DIR = Path(__file__).resolve().parent.parent.parent / "conf"
+STUDY_KEYS = {"name", "title", "steps", "signs_root", "jobs_per_gpu", "parallel_steps", "root", "dir",
+              "published", "plan"}
+STEP_KEYS = {"title", "args", "needs", "match", "published", "note", "overrides", "keep_groups", "skip_unless",
+             "skip_reason", "args_by_dataset", "report_in"}
+# Overrides that say where or how a job runs, not what it is: they do not name the study dir.
+NOT_NAMING = ("hydra", "gpu_pool", "cpu_threads", "progress_every_s", "resume")
+
+
+@dataclass
+class Step:
+    name: str
+    spec: dict
+    command: list[str] = field(default_factory=list)  # lab.train's arguments; empty when skipped
+    skipped: str | None = None  # the reason
+
+
+def split_argv(argv: list[str]) -> tuple[list[str], list[str], str | None]:
+    """(study overrides, overrides for every step, --config-dir). -m is dropped: every step runs with -m."""
+    study, steps, config_dir = [], [], None
+    args = iter(argv)
+    for arg in args:
+        if arg in ("--config-dir", "-cd"):
+            config_dir = next(args, None)
+        elif arg.startswith("--config-dir="):
+            config_dir = arg.split("=", 1)[1]
+        elif arg in ("-m", "--multirun"):
+            continue
+        elif re.match(r"^[+~]*study(\.|=|$)", arg):
+            study.append(arg)
+        else:
+            steps.append(arg)
+    return study, steps, config_dir
+
+
+def compose_study(study_overrides: list[str], config_dir: str | None) -> dict:
+    """The study config as a plain dict; an unknown study or key is a ConfigError (one line)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    # ++: a step key the study file leaves out (study.plan.t3.overrides=[...]) is added; check_study then
+    # names any key that is not a study's or a step's.
+    study_overrides = [f"++{o}" if o.startswith("study.") else o for o in study_overrides]
+    extra = [f"hydra.searchpath=[file://{Path(config_dir).absolute()}]"] if config_dir else []
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            cfg = compose("study", overrides=study_overrides + extra)
+    except Exception as err:  # Hydra's errors name the key or option: keep their first line
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError(f"study config: {first} (study keys: {', '.join(sorted(STUDY_KEYS))}; studies: "
+                          f"{', '.join(study_names(config_dir))})") from None
+    finally:
+        GlobalHydra.instance().clear()
+    study = OmegaConf.to_container(cfg.study, resolve=True)
+    check_study(study)
+    return study
+
+
+def study_names(config_dir: str | None) -> list[str]:
+    folders = [CONF_DIR / "study"] + ([Path(config_dir) / "study"] if config_dir else [])
+    return sorted({p.stem for folder in folders for p in folder.glob("*.yaml")})
+
+
+def check_study(study: dict) -> None:
+    unknown = set(study) - STUDY_KEYS
+    if unknown:
+        raise ConfigError(f"study: unknown key(s) {', '.join(sorted(unknown))}; the keys are "
+                          f"{', '.join(sorted(STUDY_KEYS))}")
+    plan = study.get("plan") or {}
+    if not plan:
+        raise ConfigError(f"study {study.get('name')}: plan is empty; give it steps (see conf/study/lab_report.yaml)")
+    for name, spec in plan.items():
+        wrong = set(spec or {}) - STEP_KEYS
+        if wrong:
+            raise ConfigError(f"study.plan.{name}: unknown key(s) {', '.join(sorted(wrong))}; a step's keys are "
+                              f"{', '.join(sorted(STEP_KEYS))}")
+        before = list(plan)[: list(plan).index(name)]
+        for key, needed in ((spec or {}).get("needs") or {}).items():
+            if needed not in before:
+                raise ConfigError(f"study.plan.{name}.needs.{key}={needed}: no such earlier step; a step needs "
+                                  f"one of the steps above it ({', '.join(before) or 'none'})")
+    steps = study.get("steps")
+    chosen = list(plan) if steps in (None, "all") else steps
+    if not isinstance(chosen, list) or not chosen or any(s not in plan for s in chosen):
+        bad = [s for s in chosen if s not in plan] if isinstance(chosen, list) else [chosen]
+        raise ConfigError(f"study.steps={steps}: unknown step(s) {', '.join(map(str, bad)) or '(none given)'}; "
+                          f"the steps of {study.get('name')} are {', '.join(plan)} (or all)")
+    for key in ("jobs_per_gpu", "parallel_steps"):
+        if not isinstance(study.get(key), int) or study[key] < 1:
+            raise ConfigError(f"study.{key}={study.get(key)}: must be a whole number >= 1")
+
+
+def selected_steps(study: dict) -> list[str]:
+    """The chosen steps and every step they need, in the plan's order."""
+    plan = study["plan"]
+    wanted = set(plan if study.get("steps") in (None, "all") else study["steps"])
+    for name in reversed(list(plan)):
+        if name in wanted:
+            wanted.update(((plan[name] or {}).get("needs") or {}).values())
+    return [name for name in plan if name in wanted]
+
+
+def override_key(item: str) -> str:
+    return item.split("=", 1)[0].lstrip("+~")
+
+
+def study_dir(study: dict, study_overrides: list[str], step_overrides: list[str]) -> Path:
+    """<root>/<name>/<overrides>-<hash>: the same command maps to the same dir (what resume relies on).
+    Step choices and where things run do not name it; study.plan.* overrides do (they change what runs)."""
+    if study.get("dir"):
+        return Path(study["dir"])
+    naming = [o for o in step_overrides if not override_key(o).startswith(NOT_NAMING)]
+    naming += [o for o in study_overrides if override_key(o).startswith("study.plan.")]
+    # No = or , in the name: it goes into overrides (hydra.sweep.dir=..., distill.teacher_ckpt=...).
+    readable = re.sub(r"[\[\]{}'\" +~]", "", "_".join(o.replace("=", "-") for o in naming))
+    readable = re.sub(r"[^A-Za-z0-9._-]+", "_", readable)[:80] or "defaults"
+    digest = hashlib.sha1("\n".join(naming).encode()).hexdigest()[:8]
+    return Path(study["root"]) / study["name"] / f"{readable}-{digest}"
+
+
+def dataset_choice(step_overrides: list[str]) -> str | None:
+    chosen = [o.split("=", 1)[1] for o in step_overrides if "=" in o and override_key(o) == "dataset"]
+    return chosen[-1] if chosen else None
+
+
+def step_command(step: Step, study: dict, step_overrides: list[str], out: Path, run_dir_of) -> None:
+    """Fill step.command (lab.train's arguments) or step.skipped. run_dir_of(step name) -> an earlier step's
+    finished run dir or None."""
+    spec = step.spec
+    by_dataset = spec.get("args_by_dataset") or {}
+    chosen = dataset_choice(step_overrides)
+    args = list(by_dataset.get(chosen) or spec.get("args") or [])
+    if chosen not in by_dataset and spec.get("skip_unless") and study.get(spec["skip_unless"]) is None:
+        step.skipped = spec.get("skip_reason") or f"needs study.{spec['skip_unless']}"
+        return
+    kept = set(spec.get("keep_groups") or [])  # the step's own group choice is not replaced by the user's
+    given = [o for o in step_overrides if override_key(o) not in kept]
+    needs = []
+    for key, needed in (spec.get("needs") or {}).items():
+        run_dir = run_dir_of(needed)
+        if run_dir is None:
+            step.skipped = f"needs step {needed}'s run dir for {key}, and {needed} has no finished job"
+            return
+        needs.append(f"{key}={quoted(run_dir)}")
+    search = ["--config-dir", str(Path(study["config_dir"]).absolute())] if study.get("config_dir") else []
+    step.command = [*search, "-m", *args, *given, *(spec.get("overrides") or []), *needs, "resume=true",
+                    f"hydra.sweep.dir={quoted(out / step.name)}"]
+
+
+def quoted(path) -> str:
+    """A path as an override value: quoted where Hydra's grammar would read it as more than a string."""
+    text = str(path)
+    return f"'{text}'" if re.search(r"[=,\s'\"\[\]{}()*?:$\\]", text) else text
+
+
+def count_jobs(command: list[str]) -> int | None:
+    """How many jobs a step's sweep launches (its experiment's grid and the command line's), or None when
+    the command does not compose (the step then fails and says why)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from lab.sweep import sweep_size
+
+    config_dir = command[command.index("--config-dir") + 1] if "--config-dir" in command else None
+    overrides = [o for o in command if o not in ("-m", "--multirun", "--config-dir", config_dir)]
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+        plain = [item for item, o in zip(overrides, parsed)
+                 if not o.is_sweep_override() and not o.key_or_group.startswith("hydra.")]
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            search = [f"hydra.searchpath=[file://{config_dir}]"] if config_dir else []
+            cfg = compose("train", overrides=plain + search, return_hydra_config=True)
+        params = cfg.hydra.sweeper.get("params")
+        params = OmegaConf.to_container(params) if params else {}
+        return sweep_size(OmegaConf.create({"hydra": {"overrides": {"task": overrides},
+                                                      "sweeper": {"params": params}}}))
+    except Exception:
+        return None
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def gpu_overrides(study: dict, step_overrides: list[str]) -> list[str]:
+    """jobs_per_gpu=N on G GPUs: a joblib launcher with G*N workers and gpu_pool listing each GPU N times
+    (lab.trainer.claim_gpu gives each worker one entry). Nothing when the user chose a launcher or a pool,
+    or when one job at a time on one GPU is all there is."""
+    if any(override_key(o).startswith(("hydra/launcher", "hydra.launcher", "gpu_pool")) for o in step_overrides):
+        return []
+    gpus = visible_gpus()
+    if not gpus or (len(gpus) == 1 and study["jobs_per_gpu"] == 1):
+        return []
+    pool = [gpu for gpu in gpus for _ in range(study["jobs_per_gpu"])]
+    return ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={len(pool)}", f"gpu_pool=[{','.join(map(str, pool))}]"]
+
+
+def visible_gpus() -> list:
+    """The GPUs this process may use: CUDA_VISIBLE_DEVICES when set (gpu_pool entries replace it), else
+    every GPU nvidia-smi lists."""
+    import os
+    import subprocess
+
+    if os.environ.get("CUDA_VISIBLE_DEVICES") is not None:
+        return [g for g in os.environ["CUDA_VISIBLE_DEVICES"].split(",") if g.strip() and g.strip() != "-1"]
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"], capture_output=True,
+                             text=True, timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [int(line) for line in out.stdout.split() if line.strip().isdigit()] if out.returncode == 0 else []
+
+
+def python_command() -> list[str]:
+    return [sys.executable, "-m", "lab.train"]

@@ -1,0 +1,143 @@
+"""Running a study's steps: each a `python -m lab.train -m ...` subprocess with its log in <study dir>/logs/,
+at most parallel_steps at once, a line per finished job with the study's ETA, and Ctrl-C/SIGTERM passed to
+the running steps so they stop after the batch with last.ckpt saved."""
+import ctypes
+import logging
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from lab.run_files import FINISHED, read_results
+from lab.study.plan import Step, python_command
+
+log = logging.getLogger("lab")
+ENDED = ("ok", "diverged", "failed")
+POLL_S = 2.0
+PR_SET_PDEATHSIG = 1
+
+
+class Stopped(Exception):
+    """Ctrl-C or SIGTERM; outcomes: the steps that ended before it."""
+
+    def __init__(self, by: str, outcomes: dict | None = None):
+        super().__init__(by)
+        self.by, self.outcomes = by, outcomes or {}
+
+
+def die_with_parent() -> None:
+    """In the step's process: its own process group (Ctrl-C reaches the study, which passes one on), and
+    SIGKILL when the study dies (kill -9 of the study kills its steps too; they resume from last.ckpt)."""
+    os.setpgid(0, 0)
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except OSError:  # not Linux: the step outlives a killed study
+        pass
+
+
+class Progress:
+    """Watches the steps' results.json files and logs one line per job that ends, with the study's ETA from
+    the jobs that ended since this command started."""
+
+    def __init__(self, totals: dict):
+        self.totals, self.started = totals, time.time()
+        self.done, self.ended_now, self.seen = {}, 0, {}
+
+    def total(self) -> int:
+        return sum(n or 0 for n in self.totals.values())
+
+    def begin(self, step: str, step_dir: Path) -> None:
+        """Jobs a step finished in an earlier command are done already (resume=true skips them)."""
+        finished = [p for p in job_dirs(step_dir) if (read_results(p) or {}).get("status") in FINISHED]
+        for path in finished:
+            self.seen[path] = mtime(path)
+        self.done[step] = len(finished)
+        if finished:
+            log.info(f"study: {step}: {len(finished)} job(s) finished earlier, skipped")
+
+    def scan(self, step: str, step_dir: Path) -> None:
+        for path in job_dirs(step_dir):
+            results, stamp = read_results(path) or {}, mtime(path)
+            if results.get("status") not in ENDED or self.seen.get(path) == stamp:
+                continue
+            self.seen[path] = stamp
+            self.done[step] = self.done.get(step, 0) + 1
+            self.ended_now += 1
+            log.info(self.line(step, path.name, results))
+
+    def line(self, step: str, job: str, results: dict) -> str:
+        acc = results.get("test_acc")
+        outcome = results["status"] + (f", test_acc {acc:.4f}" if acc is not None else "")
+        total, done = self.total(), sum(self.done.values())
+        eta = (time.time() - self.started) / self.ended_now * max(total - done, 0)
+        return (f"study: {step} {job}: {outcome}, {results.get('total_time_s') or 0:.1f} s; "
+                f"{done}/{total} jobs, study ETA {eta / 60:.1f} min")
+
+
+def job_dirs(step_dir: Path) -> list[Path]:
+    return sorted(p for p in step_dir.iterdir() if p.is_dir() and (p / "results.json").is_file()) \
+        if step_dir.is_dir() else []
+
+
+def mtime(run_dir: Path) -> float:
+    try:
+        return (run_dir / "results.json").stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def first_finished_run(step_dir: Path) -> Path | None:
+    """The run dir a later step reads (a teacher): the first job that finished ok."""
+    return next((p for p in job_dirs(step_dir) if (read_results(p) or {}).get("status") == "ok"), None)
+
+
+def start_step(step: Step, out: Path) -> subprocess.Popen:
+    logs = out / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    log_file = open(logs / f"{step.name}.log", "a")
+    log_file.write(f"\n$ python -m lab.train {' '.join(step.command)}\n")
+    log_file.flush()
+    log.info(f"study: {step.name}: python -m lab.train {' '.join(step.command)}")
+    process = subprocess.Popen(python_command() + step.command, stdout=log_file, stderr=subprocess.STDOUT,
+                               stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
+    log_file.close()  # the child holds its own copy
+    return process
+
+
+def error_line(log_path: Path) -> str:
+    """The step's one error line from its last command's output: lab's `error: ...` line, else the first
+    line Hydra printed without a log prefix (a composition error: "Could not override 'foo'.")."""
+    try:
+        text = log_path.read_text(errors="replace")
+    except OSError:
+        return ""
+    lines = [line.strip() for line in text.split("\n$ python")[-1].splitlines()[1:] if line.strip()]
+    lines = [line for line in lines if "HYDRA_FULL_ERROR" not in line]
+    lab_errors = [line for line in lines if "error:" in line.lower()]
+    plain = [line for line in lines if not line.startswith(("[", "/", "warnings.", "Model Accuracy", "Total time"))]
+    if lab_errors:
+        return lab_errors[-1][:400]
+    hint = plain[1:2] if len(plain) > 1 and plain[1].startswith("To ") else []  # Hydra's "To append ... use +"
+    return " ".join((plain or lines or [""])[:1] + hint)[:400]
+
+
+def stop_steps(running: dict, by: str) -> None:
+    """Pass the stop to each running step once (lab.train stops after the batch, saving last.ckpt); a
+    second Ctrl-C while waiting kills them."""
+    sig = signal.SIGINT if by == "Ctrl-C" else signal.SIGTERM
+    for process in running.values():
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            pass
+    try:
+        for process in running.values():
+            process.wait()
+    except KeyboardInterrupt:
+        for process in running.values():
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            process.wait()

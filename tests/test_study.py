@@ -1,0 +1,188 @@
+"""python -m lab.study: the lab's report as one study of lab.train steps, resumable, with one REPORT.md."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lab.report.study import write_study_report
+from lab.study.main import main, plan_study
+from lab.study.plan import Step, step_command
+from tests.conftest import ROOT, results
+from tests.images import arrow_folder
+
+DIGITS = ["dataset=digits", "trainer.max_epochs=3"]
+
+
+def commands(argv, run_dir_of=lambda name: Path("/runs") / name):
+    study, out, overrides, steps = plan_study(argv)
+    for step in steps:
+        step_command(step, study, overrides, out, run_dir_of)
+    return out, {step.name: step for step in steps}
+
+
+def test_the_lab_report_runs_every_task_in_order_and_the_teacher_before_distillation():
+    _, steps = commands(DIGITS + ["study.signs_root=/signs"])
+    assert list(steps) == ["t1", "t2", "t3", "t3b", "t4", "teacher", "t5", "t6"]
+    assert "+experiment=lr_sweep" in steps["t3"].command and "+experiment=teacher" in steps["teacher"].command
+    assert "distill.teacher_ckpt=/runs/teacher" in steps["t5"].command
+    assert all("trainer.max_epochs=3" in s.command and "resume=true" in s.command for s in steps.values())
+
+
+def test_choosing_a_step_brings_the_steps_it_needs():
+    _, steps = commands(DIGITS + ["study.steps=[t1,t5]"])
+    assert list(steps) == ["t1", "teacher", "t5"]
+
+
+def test_t6_without_a_signs_folder_is_skipped_with_the_reason():
+    _, steps = commands(DIGITS)
+    assert steps["t6"].skipped and "study.signs_root" in steps["t6"].skipped and not steps["t6"].command
+
+
+def test_t6_keeps_its_image_folder_when_the_user_picks_another_dataset():
+    _, steps = commands(DIGITS + ["study.signs_root=/signs"])
+    assert "dataset=digits" not in steps["t6"].command and "dataset.root=/signs" in steps["t6"].command
+    _, steps = commands(["dataset=gtsrb"])
+    assert steps["t6"].skipped is None and "dataset=gtsrb" in steps["t6"].command
+
+
+def test_a_step_whose_teacher_did_not_finish_is_skipped():
+    _, steps = commands(DIGITS + ["study.steps=[t5]"], run_dir_of=lambda name: None)
+    assert "teacher" in steps["t5"].skipped
+
+
+def test_the_study_dir_is_named_by_the_command_not_the_clock_nor_the_chosen_steps():
+    out, _ = commands(DIGITS)
+    assert out == commands(DIGITS + ["study.steps=[t1]", "study.signs_root=/signs"])[0]
+    assert out != commands(["dataset=digits", "trainer.max_epochs=4"])[0]
+    assert out.parent == Path("studies/lab_report") and "=" not in out.name and "," not in out.name
+
+
+@pytest.mark.parametrize("argv, says", [(["study.nope=1"], "unknown key(s) nope"),
+                                        (["study.steps=[t1,t9]"], "unknown step(s) t9"),
+                                        (["study=missing"], "study/missing"),
+                                        (["study.plan.t1.bogus=1"], "study.plan.t1: unknown key(s) bogus")])
+def test_a_bad_study_setting_is_one_line_and_exit_2(argv, says, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert says in err and len(err.splitlines()) == 1
+
+
+def fake_job(step_dir: Path, name: str, acc: float, lr: float, status="ok", n=359, seed=None):
+    run_dir = step_dir / name
+    (run_dir / ".hydra").mkdir(parents=True)
+    (run_dir / ".hydra" / "config.yaml").write_text(yaml.safe_dump({"optimizer": {"lr": lr}, "seed": seed}))
+    overrides = [f"optimizer.lr={lr}"] + ([f"seed={seed}"] if seed is not None else [])
+    (run_dir / "results.json").write_text(json.dumps(dict(
+        status=status, test_acc=acc, test_images=n, total_time_s=10.0, epochs=3, dataset="digits",
+        overrides=overrides, git_commit="abc", git_dirty=False, device="cpu")))
+
+
+def test_report_sets_published_numbers_beside_labs_and_marks_what_noise_cannot_tell_apart(tmp_path):
+    """On 359 test images 0.9666 vs 0.9749 is three images: within noise; 0.80 is not."""
+    study, _, _, _ = plan_study(["study.steps=[t3]"])
+    fake_job(tmp_path / "t3", "optimizer.lr=0.03", 0.9749, 0.03)
+    fake_job(tmp_path / "t3", "optimizer.lr=0.1", 0.9666, 0.1)
+    fake_job(tmp_path / "t3", "optimizer.lr=1", 0.80, 1)
+    runs = [dict(started_at=0.0, ended_at=60.0)]
+    report = write_study_report(study, tmp_path, [Step("t3", study["plan"]["t3"])], {"t3": {"status": "ok"}},
+                                runs, "python -m lab.study")
+    rows = {row["label"]: row for row in report["steps"][0]["jobs"]}
+    assert rows["optimizer.lr=0.03"]["vs_best"] == "best"
+    assert rows["optimizer.lr=0.1"]["vs_best"] == "within noise"
+    assert rows["optimizer.lr=1"]["vs_best"] == "-17.5 pts"
+    assert rows["optimizer.lr=0.1"]["published_acc"] == 0.653 and rows["optimizer.lr=1"]["published_acc"] == 0.5153
+    low, high = rows["optimizer.lr=0.03"]["interval"]
+    assert 0.95 < low < 0.9749 < high < 0.99
+    text = (tmp_path / "REPORT.md").read_text()
+    assert "## t3. Task 3" in text and "(published only) 0.005" in text and "within noise" in text
+    assert "t3/" not in text or "](t3/" in text  # links are relative
+    assert "git commit abc" in text and "<" not in text.replace("<=", "")  # no HTML
+
+
+def test_seeds_give_mean_and_std_per_setting(tmp_path):
+    study, _, _, _ = plan_study(["study.steps=[t3]"])
+    for lr, accs in ((0.03, (0.90, 0.92)), (0.1, (0.80, 0.84))):
+        for seed, acc in enumerate(accs):
+            fake_job(tmp_path / "t3", f"optimizer.lr={lr},seed={seed}", acc, lr, seed=seed)
+    report = write_study_report(study, tmp_path, [Step("t3", study["plan"]["t3"])], {}, [], "python -m lab.study")
+    rows = {row["match_value"]: row for row in report["steps"][0]["jobs"]}
+    assert rows["0.03"]["seeds"] == 2 and abs(rows["0.03"]["test_acc"] - 0.91) < 1e-9
+    assert abs(rows["0.1"]["test_acc_std"] - 0.0282843) < 1e-6 and rows["0.1"]["published_acc"] == 0.653
+    assert "0.9100 ± 0.0141 (2 seeds)" in (tmp_path / "REPORT.md").read_text()
+
+
+def study_proc(tmp_path, *argv):
+    env = dict(os.environ, PYTHONWARNINGS="ignore", PYTHONPATH=str(ROOT))
+    return subprocess.Popen([sys.executable, "-m", "lab.study", f"study.dir={tmp_path / 'study'}", *argv],
+                            cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+
+
+def finished_at(study_dir: Path) -> dict:
+    return {str(p.parent.relative_to(study_dir)): results(p.parent)["finished_at"]
+            for p in study_dir.glob("*/*/results.json") if results(p.parent)["status"] == "ok"}
+
+
+def mid_training(study_dir: Path) -> bool:
+    """A job is training with a last.ckpt to resume from."""
+    return any((p.parent / "checkpoints" / "last.ckpt").is_file() and results(p.parent)["status"] == "running"
+               for p in study_dir.glob("*/*/results.json"))
+
+
+@pytest.mark.slow
+def test_a_study_resumes_after_ctrl_c_and_kill_9_without_training_a_finished_job_twice(tmp_path):
+    """Run t1 and t3 (one lr fails its check), then the whole cut-down study: Ctrl-C it, kill -9 it (each
+    while a job trains), run it to the end. Every finished job keeps its finished_at, a stopped job resumes
+    from its last.ckpt, and REPORT.md has every section."""
+    arrow_folder(tmp_path / "signs", {"train_dataset": 24, "test_dataset": 8}, size=16)
+    tiny = ["dataset=digits", "trainer.max_epochs=3", "model.base_width=8", "trainer.accelerator=cpu",
+            'study.plan.t3.overrides=["optimizer.lr=0.05,-1"]',
+            f"study.signs_root={tmp_path / 'signs'}"]
+    study_dir = tmp_path / "study"
+    first = study_proc(tmp_path, "study.steps=[t1,t3]", *tiny)
+    err = first.communicate(timeout=600)[1]
+    assert first.returncode == 1 and "t3/optimizer.lr=-1" in err, err[-2000:]
+    done = finished_at(study_dir)
+    assert set(done) == {"t1/0", "t3/optimizer.lr=0.05"}
+
+    everything = ["study.steps=[t1,t3,t5,t6]", *tiny]
+    for stop in (signal.SIGINT, signal.SIGKILL):
+        proc = study_proc(tmp_path, *everything)
+        while not mid_training(study_dir) and proc.poll() is None:  # stop a job after its first epoch
+            time.sleep(0.2)
+        proc.send_signal(stop)
+        err = proc.communicate(timeout=300)[1]
+        if stop == signal.SIGINT:
+            assert proc.returncode == 130 and "continue with the same command" in err, err[-2000:]
+        assert {k: v for k, v in finished_at(study_dir).items() if k in done} == done
+        done = finished_at(study_dir)
+
+    last = study_proc(tmp_path, *everything)
+    err = last.communicate(timeout=600)[1]
+    assert last.returncode == 1 and "t3/optimizer.lr=-1" in err  # the bad lr still fails, the rest finished
+    assert {k: v for k, v in finished_at(study_dir).items() if k in done} == done
+    for job in ("teacher/0", "t5/distill=none", "t5/distill=soft_target", "t5/distill=logits", "t6/0"):
+        assert results(study_dir / job)["status"] in ("ok", "diverged"), job
+    resumed = [p.parent.name for p in study_dir.glob("*/*/results.json") if results(p.parent).get("processes", 1) > 1]
+    assert resumed, "no job was stopped mid-training and resumed"
+    report = (study_dir / "REPORT.md").read_text()
+    for heading in ("## t1.", "## t3.", "## t5.", "### teacher.", "## t6.", "## Provenance"):
+        assert heading in report
+    assert "optimizer.lr=-1" in report and "failed" in report
+    assert "distill.teacher_ckpt=" in (study_dir / "logs" / "t5.log").read_text()
+
+
+def test_jobs_per_gpu_lists_each_gpu_that_many_times_for_a_joblib_launcher(monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    _, steps = commands(DIGITS + ["study.jobs_per_gpu=2"])
+    assert {"hydra/launcher=joblib", "hydra.launcher.n_jobs=4", "gpu_pool=[0,0,1,1]"} <= set(steps["t3"].command)
+    _, steps = commands(DIGITS + ["study.jobs_per_gpu=2", "hydra/launcher=submitit_local"])
+    assert "gpu_pool=[0,0,1,1]" not in steps["t3"].command and "hydra/launcher=submitit_local" in steps["t3"].command
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    _, steps = commands(DIGITS + ["study.jobs_per_gpu=2"])
+    assert not any(o.startswith("gpu_pool") for o in steps["t3"].command)
