@@ -3,6 +3,7 @@
 Each rule names the key, the allowed range and an example, so a typo costs one line, not a traceback."""
 import difflib
 import math
+import os
 from pathlib import Path
 
 from omegaconf import OmegaConf

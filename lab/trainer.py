@@ -60,8 +60,9 @@ def claim_gpu(gpu_pool) -> None:
     global _claimed_gpu_lock
     if not gpu_pool or _claimed_gpu_lock is not None:
         return
-    for gpu in gpu_pool:
-        lock = open(os.path.join(tempfile.gettempdir(), f"lab-gpu-{gpu}.lock"), "w")
+    for index, gpu in enumerate(gpu_pool):
+        slot = list(gpu_pool)[:index].count(gpu)  # a GPU listed N times serves N workers (study.jobs_per_gpu)
+        lock = open(os.path.join(tempfile.gettempdir(), f"lab-gpu-{gpu}-{slot}.lock"), "w")
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

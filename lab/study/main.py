@@ -14,8 +14,16 @@ from pathlib import Path
 
 from lab.errors import ConfigError
 from lab.run_files import write_json
-from lab.study.plan import (Step, compose_study, count_jobs, gpu_overrides, selected_steps, split_argv,
-                            step_command, study_dir)
+from lab.study.plan import (
+    Step,
+    compose_study,
+    count_jobs,
+    gpu_overrides,
+    selected_steps,
+    split_argv,
+    step_command,
+    study_dir,
+)
 from lab.study.run import POLL_S, Progress, Stopped, error_line, first_finished_run, start_step, stop_steps
 
 log = logging.getLogger("lab")
