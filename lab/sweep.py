@@ -7,6 +7,7 @@ from pathlib import Path
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
+from hydra.types import RunMode
 from omegaconf import OmegaConf
 
 from lab.keys import run_overrides
@@ -81,9 +82,13 @@ class SweepCallback(Callback):
         check_and_watch(config)  # hydra/launcher=slurm: refuse a request Slurm never runs, log the queue
 
     def on_job_start(self, config, **kwargs) -> None:
+        if config.hydra.mode != RunMode.MULTIRUN:  # Hydra calls job callbacks for single runs too
+            return
         log.info(f"{sweep_progress(config)}: starting {Path(config.hydra.runtime.output_dir).name}")
 
     def on_job_end(self, config, job_return, **kwargs) -> None:
+        if config.hydra.mode != RunMode.MULTIRUN:
+            return
         results = read_results(Path(config.hydra.runtime.output_dir)) or {}
         acc = results.get("test_acc")
         outcome = f"{results.get('status', 'no results.json')}" + (f", test_acc {acc:.4f}" if acc is not None else "")
