@@ -5,6 +5,7 @@ bad trials early; the study lives in the sweep dir (tune.journal), so the same c
 
 Trial dirs are named trial=NNN (sampled floats make poor dir names); each job's results.json holds its
 overrides. Optuna is imported only here, when a tuning sweep starts."""
+import itertools
 import logging
 import math
 import sys
@@ -34,9 +35,7 @@ def distribution(override):
         if log_scale and low <= 0:
             raise ConfigError(f"{key}: a log scale needs values > 0, not interval({low}, {high}); "
                               f"e.g. {key}='tag(log, interval(0.001, 1))'")
-        both_int = isinstance(low, int) and isinstance(high, int)
-        kind = IntDistribution if both_int else FloatDistribution
-        return kind(low, high, log=log_scale), None
+        return FloatDistribution(low, high, log=log_scale), None  # Hydra's interval is float; range() for ints
     values = list(override.sweep_iterator(transformer=Transformer.encode))
     if not values:
         raise ConfigError(f"{key}: {override.input_line} holds no values")
@@ -91,11 +90,24 @@ def check_settings(settings, grid: dict) -> None:
                           f"{', '.join(intervals)}")
 
 
+def grid_sampler_class():
+    import optuna
+
+    class AskAndTellGrid(optuna.samplers.GridSampler):
+        """GridSampler calls study.stop() once the grid is done, which raises outside study.optimize; the
+        sweeper stops at the grid's size itself (grid_left)."""
+
+        def after_trial(self, study, trial, state, values) -> None:
+            pass
+
+    return AskAndTellGrid
+
+
 def make_sampler(settings, grid: dict, seed: int):
     import optuna
 
     if settings.sampler == "grid":
-        return optuna.samplers.GridSampler(grid, seed=seed)
+        return grid_sampler_class()(grid, seed=seed)
     if settings.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     return optuna.samplers.TPESampler(seed=seed)
@@ -133,6 +145,21 @@ def open_study(settings, sweep_dir: Path, max_epochs: int, sampler=None):
     return optuna.create_study(storage=open_storage(settings, sweep_dir), study_name=settings.study_name,
                                sampler=sampler, pruner=make_pruner(settings, max_epochs),
                                direction=settings.direction, load_if_exists=True)
+
+
+def check_same_space(study, space: dict, sweep_dir: Path) -> None:
+    """Optuna keeps one distribution per parameter in a study: a changed search space needs a new study."""
+    for trial in study.get_trials(deepcopy=False):
+        for key, before in trial.distributions.items():
+            if key in space and space[key] != before:
+                raise ConfigError(f"{key}: the study in {sweep_dir} tunes it over {before}, this command over "
+                                  f"{space[key]}: keep the search space to continue, or pass a new hydra.sweep.dir")
+
+
+def grid_left(study, grid: dict) -> int:
+    """Grid points no trial of the study has taken yet (the grid sampler runs each once)."""
+    taken = {tuple(t.params.get(k) for k in grid) for t in study.get_trials(deepcopy=False)}
+    return sum(point not in taken for point in itertools.product(*grid.values()))
 
 
 def trial_dirname(number: int) -> str:
@@ -193,24 +220,45 @@ def tell(study, trial, record: dict | None, objective: str) -> bool:
     return state != TrialState.FAIL
 
 
-def run_study(config, launcher, config_loader, arguments: list[str]):
-    settings, sweep_dir = config.hydra.sweeper, Path(config.hydra.sweep.dir)
+def exit_on_config_error(check, *args):
+    """A user's mistake in the sweep, before anything trains: one line and exit 2 (raised inside a Sweeper,
+    Hydra would print a traceback and exit 1)."""
     try:
-        space, grid, fixed = search_space(OmegaConf.to_container(settings.params), list(arguments), config_loader)
-        check_settings(settings, grid)
+        return check(*args)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+
+
+def checked_space(settings, arguments: list[str], config_loader):
+    space, grid, fixed = search_space(OmegaConf.to_container(settings.params), list(arguments), config_loader)
+    check_settings(settings, grid)
+    return space, grid, fixed
+
+
+def prepare_study(config, grid: dict, fixed: list[str], space: dict):
+    """The study in the sweep dir (new or continued), with its sampler; -> (study, n_trials)."""
+    settings, sweep_dir = config.hydra.sweeper, Path(config.hydra.sweep.dir)
     sweep_dir.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(config, sweep_dir / "multirun.yaml")  # before any job: lab.sweep reads the sweep from it
     max_epochs = int(OmegaConf.select(config, "trainer.max_epochs", default=1))
     study = open_study(settings, sweep_dir, max_epochs)
-    n_trials = min(settings.n_trials, math.prod(len(v) for v in grid.values())) if settings.sampler == "grid" \
-        else settings.n_trials
+    exit_on_config_error(check_same_space, study, space, sweep_dir)
+    n_trials = settings.n_trials
+    if settings.sampler == "grid":
+        n_trials = min(n_trials, len(study.trials) + grid_left(study, grid))
     seed = (settings.seed if settings.seed is not None else config.seed) + len(study.trials)  # no replayed draws
     study.sampler = make_sampler(settings, grid, seed)
     study.set_user_attr("max_epochs", max_epochs)
     study.set_user_attr("fixed_overrides", fixed)
+    return study, n_trials
+
+
+def run_study(config, launcher, config_loader, arguments: list[str]):
+    """Batches of n_jobs trials, interrupted ones of an earlier command first, until the study holds n_trials."""
+    settings, sweep_dir = config.hydra.sweeper, Path(config.hydra.sweep.dir)
+    space, grid, fixed = exit_on_config_error(checked_space, settings, arguments, config_loader)
+    study, n_trials = prepare_study(config, grid, fixed, space)
     again = settle_earlier(study, sweep_dir, settings.objective)
     finished = sum(t.state.name in ("COMPLETE", "PRUNED") for t in study.get_trials(deepcopy=False))
     while again or len(study.trials) < n_trials:
