@@ -172,3 +172,40 @@ def test_a_killed_study_continues_without_training_a_finished_trial_again(tmp_pa
         assert (sweep / name / "results.json").read_text() == text
     if interrupted:  # continued from its last.ckpt in its own dir
         assert results(sweep / "trial=001")["processes"] == 2
+
+
+def test_tuning_report_draws_the_study_and_gives_the_best_command(tmp_path):
+    """A study told by hand (4 complete, 1 pruned, 1 failed) in a sweep dir: figures, importances, tuning.md."""
+    import json
+
+    from optuna.trial import TrialState
+
+    from lab.report.tune import write_tuning_report
+    from lab.tune import open_study, search_space
+
+    tuned = settings(n_trials=6)
+    OmegaConf.save(OmegaConf.create({"hydra": {"sweeper": tuned}}), tmp_path / "multirun.yaml")
+    space, _, _ = search_space({}, ["optimizer.lr=tag(log, interval(0.001, 1))", "optimizer=choice(sgd,adam)"])
+    study = open_study(tuned, tmp_path, max_epochs=4)
+    study.set_user_attr("max_epochs", 4)
+    study.set_user_attr("fixed_overrides", ["dataset=digits"])
+    for number, (lr, name, state, value, epochs) in enumerate([
+            (0.01, "sgd", "COMPLETE", 0.9, 4), (0.5, "adam", "COMPLETE", 0.3, 4), (0.03, "adam", "COMPLETE", 0.7, 4),
+            (0.002, "sgd", "COMPLETE", 0.8, 4), (0.9, "sgd", "PRUNED", 0.2, 1), (0.1, "sgd", "FAIL", None, 2)]):
+        trial = study.ask(space)
+        trial.set_user_attr("dir", f"trial={number:03d}")
+        for step in range(1, min(epochs, 2) + 1):
+            trial.report(0.1 * step, step)
+        study.tell(trial, value if state == "COMPLETE" else None, state=TrialState[state])
+        (tmp_path / f"trial={number:03d}").mkdir()
+        (tmp_path / f"trial={number:03d}" / "results.json").write_text(json.dumps(
+            {"status": state.lower(), "epochs": epochs, "test_acc": value}))
+    figures = write_tuning_report([tmp_path], tmp_path / "out")
+    assert [p.name for p in figures] == ["tune_progress.png", "tune_params.png", "tune_importance.png"]
+    assert all(p.stat().st_size > 1000 for p in figures)
+    text = (tmp_path / "out" / "tuning.md").read_text()
+    best = study.best_trial
+    assert best.value == 0.9 and f"Best trial {best.number} (trial=000)" in text
+    assert f"python -m lab.train dataset=digits optimizer.lr={best.params['optimizer.lr']!r} optimizer=" in text
+    assert "Epochs trained: 19 of the 24 that 6 full trials of 4 epochs would cost (79%)" in text
+    assert "4 complete, 1 pruned, 1 fail" in text and "0.1000 (at stop)" in text  # the last epoch it reported
