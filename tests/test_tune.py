@@ -11,7 +11,8 @@ from omegaconf import OmegaConf
 
 from conftest import ROOT, TINY, results, run_train
 from lab.errors import ConfigError
-from lab.tune import check_settings, search_space, trial_outcome
+from lab.tune import trial_outcome
+from lab.tune_space import check_settings, search_space
 
 DIGITS = ["dataset=digits", *TINY]
 
@@ -21,7 +22,8 @@ def load_study(sweep_dir):
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
-    return optuna.load_study(study_name="lab", storage=JournalStorage(JournalFileBackend(str(sweep_dir / "tune.journal"))))
+    journal = JournalFileBackend(str(sweep_dir / "tune.journal"))
+    return optuna.load_study(study_name="lab", storage=JournalStorage(journal))
 
 
 def settings(**changes):
@@ -96,7 +98,8 @@ def test_bad_input_exits_2_with_one_line_before_anything_trains(tmp_path):
 def test_the_sweeper_exits_2_on_bad_settings_before_launching(tmp_path, capsys):
     from lab.tune import run_study
 
-    config = OmegaConf.create({"seed": 1, "hydra": {"sweeper": settings(pruner="asa"), "sweep": {"dir": str(tmp_path)}}})
+    hydra = {"sweeper": settings(pruner="asa"), "sweep": {"dir": str(tmp_path)}}
+    config = OmegaConf.create({"seed": 1, "hydra": hydra})
     with pytest.raises(SystemExit) as stop:
         run_study(config, launcher=None, config_loader=None, arguments=["optimizer.lr=interval(0.01, 0.1)"])
     assert stop.value.code == 2
@@ -181,7 +184,7 @@ def test_tuning_report_draws_the_study_and_gives_the_best_command(tmp_path):
     from optuna.trial import TrialState
 
     from lab.report.tune import write_tuning_report
-    from lab.tune import open_study, search_space
+    from lab.tune import open_study
 
     tuned = settings(n_trials=6)
     OmegaConf.save(OmegaConf.create({"hydra": {"sweeper": tuned}}), tmp_path / "multirun.yaml")

@@ -70,22 +70,24 @@ def progress_figure(rows, settings):
 
 
 def params_figure(rows, keys: list[str], settings):
+    """One panel per key; a categorical key of words gets one x position per choice."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(4.5 * len(keys), 4), layout="constrained")
     for ax, key in zip(fig.subplots(1, len(keys), squeeze=False)[0], keys):
         dist = next(r["distributions"][key] for r in rows if key in r["distributions"])
-        choices = getattr(dist, "choices", None)
-        position = (lambda v: choices.index(v)) if choices is not None and not all(
-            isinstance(c, (int, float)) for c in choices) else (lambda v: v)
+        choices = list(getattr(dist, "choices", None) or [])
+        words = any(not isinstance(c, (int, float)) or isinstance(c, bool) for c in choices)
         for style, kind, value in ((DONE_STYLE, "complete", "value"), (PRUNED_STYLE, "pruned", "stop_value")):
             chosen = [r for r in rows if r["state"] == kind and key in r["params"] and r[value] is not None]
-            ax.plot([position(r["params"][key]) for r in chosen], [r[value] for r in chosen], **style)
-        if getattr(dist, "log", False):
+            xs = [choices.index(r["params"][key]) if words else r["params"][key] for r in chosen]
+            ax.plot(xs, [r[value] for r in chosen], **style)
+        log_scale = getattr(dist, "log", False)
+        if log_scale:
             ax.set_xscale("log")
-        if choices is not None and not all(isinstance(c, (int, float)) for c in choices):
+        if words:
             ax.set_xticks(range(len(choices)), [str(c) for c in choices])
-        ax.set(xlabel=key + (" (log)" if getattr(dist, "log", False) else ""), ylabel=settings.objective)
+        ax.set(xlabel=key + (" (log)" if log_scale else ""), ylabel=settings.objective)
     fig.axes[0].legend()
     fig.suptitle(f"{settings.objective} against each tuned key")
     return fig
