@@ -101,9 +101,15 @@ def trial_outcome(record: dict | None, objective: str):
     return TrialState.COMPLETE, float(value), f"{objective} {value:.4f}"
 
 
+def override_text(key: str, value) -> str:
+    """key=value as Hydra parses it back: floats at full precision, null and true/false in YAML's words."""
+    if value is None or isinstance(value, bool):
+        return f"{key}={'null' if value is None else str(value).lower()}"
+    return f"{key}={value!r}" if isinstance(value, float) else f"{key}={value}"
+
+
 def job_overrides(trial, fixed: list[str], resume: bool) -> list[str]:
-    sampled = [f"{key}={value!r}" if isinstance(value, float) else f"{key}={value}"
-               for key, value in trial.params.items()]
+    sampled = [override_text(key, value) for key, value in trial.params.items()]
     return fixed + sampled + [f"hydra.sweeper.trial={trial.number}",
                               f"hydra.sweep.subdir='{trial.user_attrs['dir']}'"] + (["resume=true"] if resume else [])
 

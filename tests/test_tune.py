@@ -74,6 +74,16 @@ def test_bad_sweeper_settings_are_one_line_errors(changes, message):
         check_settings(settings(**changes), grid)
 
 
+def test_sampled_values_go_back_as_hydra_parses_them():
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from lab.tune import override_text
+
+    for value in (0.013292918943162165, 1e-07, 16, "adam", None, True):
+        parsed = OverridesParser.create().parse_override(override_text("k", value)).value()
+        assert parsed == value and type(parsed) is type(value)
+
+
 def test_results_become_trial_states():
     from optuna.trial import TrialState
 

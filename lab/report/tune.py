@@ -11,6 +11,7 @@ from omegaconf import OmegaConf
 
 from lab.report.figures import save_png
 from lab.run_files import read_results, write_atomic
+from lab.tune import override_text
 
 log = logging.getLogger("lab")
 PRUNED_STYLE = dict(marker="x", color="0.55", linestyle="none", label="pruned (value at the stop)")
@@ -111,15 +112,11 @@ def importance_figure(study, keys: list[str]):
     return fig
 
 
-def override(key: str, value) -> str:
-    return f"{key}={value!r}" if isinstance(value, float) else f"{key}={value}"
-
-
 def best_command(study, best: dict) -> str:
     fixed = list(study.user_attrs.get("fixed_overrides", []))
     if any(item.lstrip("+").startswith("experiment=") for item in fixed):
         fixed.append("hydra.mode=RUN")  # an experiment may carry its own sweep (hydra.mode: MULTIRUN)
-    items = fixed + [override(k, v) for k, v in best["params"].items()]
+    items = fixed + [override_text(k, v) for k, v in best["params"].items()]
     return "python -m lab.train " + " ".join(f"'{i}'" if any(c in i for c in " ()") else i for i in items)
 
 
