@@ -11,8 +11,8 @@ from pathlib import Path
 from lab.errors import ReportError
 from lab.report.figures import write_figures
 from lab.report.markdown import summary_markdown
-from lab.report.tune import write_tuning_report
 from lab.report.table import SEED, build_table, group_over_seeds, per_class_table, source_names, status_counts
+from lab.report.tune import write_tuning_report
 from lab.run_files import write_atomic
 
 log = logging.getLogger("lab")
