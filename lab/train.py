@@ -59,6 +59,7 @@ def fit_and_test(cfg: DictConfig, run_dir: Path, resume: bool) -> float:
     job_start = None if FIRST_JOB_IN_PROCESS else started_at
     FIRST_JOB_IN_PROCESS = False
     module, datamodule, trainer, recorder = build_run(cfg, run_dir, job_start, started_at)
+    from lab.tune_pruning import pruned_epoch
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
     # Read before testing: trainer.test(ckpt_path=best) restores callback state (EpochRecorder's totals).
     results = dict(status="ok", test_acc=None, diverged_epoch=recorder.diverged_epoch,
@@ -69,6 +70,8 @@ def fit_and_test(cfg: DictConfig, run_dir: Path, resume: bool) -> float:
         log.warning(f"loss became NaN/inf in epoch {recorder.diverged_epoch}: stopped, status diverged")
     else:
         results.update(test_checkpoints(cfg, trainer, module, datamodule))
+    if pruned_epoch(trainer) is not None:  # a tuning trial its pruner stopped (lab/tune_pruning.py)
+        results.update(status="pruned", pruned_epoch=pruned_epoch(trainer))
     results.update(total_time_s=round(earlier_processes_s + time.perf_counter() - start, 3),
                    started_at=round(started_at, 3), finished_at=round(time.time(), 3))
     if trainer.is_global_zero:
@@ -99,6 +102,7 @@ def build_run(cfg: DictConfig, run_dir: Path, job_start: float | None, started_a
     from lab.module import Classifier
     from lab.recorder import EpochRecorder
     from lab.trainer import build_trainer, set_cpu_threads, shows_progress_bar, use_channels_last, uses_cuda
+    from lab.tune_pruning import trial_pruning
 
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     set_cpu_threads(cfg.cpu_threads)
@@ -122,7 +126,8 @@ def build_run(cfg: DictConfig, run_dir: Path, job_start: float | None, started_a
     extra_columns = ["train_ce", "train_distill"] if distiller is not None else []
     recorder = EpochRecorder(run_dir, extra_columns, job_start, segment_started_at=started_at,
                              progress_every_s=None if shows_progress_bar() else cfg.progress_every_s)
-    trainer = build_trainer(cfg, run_dir, [recorder])
+    pruning = trial_pruning(cfg)  # None unless the job is a trial of hydra/sweeper=tune
+    trainer = build_trainer(cfg, run_dir, [recorder] + ([pruning] if pruning else []))
     return module, datamodule, trainer, recorder
 
 

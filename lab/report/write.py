@@ -12,6 +12,7 @@ from lab.errors import ReportError
 from lab.report.figures import write_figures
 from lab.report.markdown import summary_markdown
 from lab.report.table import SEED, build_table, group_over_seeds, per_class_table, source_names, status_counts
+from lab.report.tune import write_tuning_report
 from lab.run_files import write_atomic
 
 log = logging.getLogger("lab")
@@ -38,6 +39,7 @@ def write_report(dirs, out, names=None) -> dict:
         write_atomic(files[-1], grouped.drop(columns=["group"]).to_csv(index=False))
     # Tables first: lab.sweep logs a failing figure and goes on, and the numbers should be there by then.
     figures = write_figures(table, swept, out)
+    figures += write_tuning_report(dirs, out)  # a hydra/sweeper=tune study's figures; it writes tuning.md too
     files.append(out / "summary.md")
     write_atomic(files[-1], summary_markdown(table, grouped, swept, fixed, dict(zip(names, dirs)), figures))
     log.info(f"report: {len(table)} jobs ({status_counts(table.status)}) -> {out}")

@@ -1,0 +1,1 @@
+"""lab: Hydra-composed CNN image-classification experiments on PyTorch Lightning."""

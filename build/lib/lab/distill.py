@@ -1,0 +1,94 @@
+"""conf/distill/: knowledge distillation from a frozen teacher that lab trained on the student's data.
+
+Total loss = alpha * CE(student, labels) + beta * distill_loss(student, teacher). The lab's report
+distilled from an ImageNet ResNet50 with an untrained 100-way head, i.e. from noise; here the teacher is a
+lab checkpoint (+experiment=teacher) whose dataset and class count must match the student's."""
+import logging
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lab.checkpoint import checkpoint_of, load_checkpoint, net_from_checkpoint
+from lab.errors import ConfigError
+
+log = logging.getLogger("lab")
+
+
+def soft_target_loss(student_logits, teacher_logits, temperature: float) -> torch.Tensor:
+    """Hinton et al. 2015: KL(softmax(t/T) || softmax(s/T)), batch mean, times T^2 so its gradients keep
+    the same scale as CE's when T changes."""
+    log_p_student = F.log_softmax(student_logits / temperature, dim=1)
+    p_teacher = F.softmax(teacher_logits / temperature, dim=1)
+    return F.kl_div(log_p_student, p_teacher, reduction="batchmean") * temperature**2
+
+
+def logits_loss(student_logits, teacher_logits) -> torch.Tensor:
+    """Ba & Caruana 2014: regress the raw logits (mean squared error over batch and classes)."""
+    return F.mse_loss(student_logits, teacher_logits)
+
+
+class Distiller(nn.Module):
+    def __init__(self, teacher: nn.Module, kind: str, alpha: float, beta: float, temperature: float):
+        super().__init__()
+        self.teacher = teacher.eval().requires_grad_(False)
+        self.kind, self.alpha, self.beta, self.temperature = kind, alpha, beta, temperature
+        self.val_acc = None
+
+    def train(self, mode: bool = True):
+        return super().train(False)  # the teacher stays in eval mode (frozen batch-norm statistics)
+
+    def loss(self, images: torch.Tensor, student_logits: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            teacher_logits = self.teacher(images).float()
+        student_logits = student_logits.float()
+        loss = student_logits.new_zeros(())
+        if self.kind in ("soft_target", "both"):
+            loss = loss + soft_target_loss(student_logits, teacher_logits, self.temperature)
+        if self.kind in ("logits", "both"):
+            loss = loss + logits_loss(student_logits, teacher_logits)
+        return loss
+
+    @torch.no_grad()
+    def measure(self, loader, reduce=lambda t: t) -> float:
+        """Teacher accuracy on `loader`; `reduce` sums the counts over DDP ranks (each sees a shard)."""
+        counts = torch.zeros(2, device=loader.images.device)  # correct, seen
+        for images, labels in loader:
+            counts[0] += (self.teacher(images).argmax(1) == labels).sum()
+            counts[1] += len(labels)  # a Python number: torch.tensor(n) would live on the CPU
+        correct, total = reduce(counts).tolist()
+        self.val_acc = round(correct / max(total, 1), 4)
+        return self.val_acc
+
+
+def warn_if_split_differs(teacher_config: dict, split: tuple, ckpt_path) -> None:
+    """The validation split is drawn from (seed, val_split): a teacher trained with others has learned some of
+    the student's validation images, so its validation accuracy reads high (the test set is never touched)."""
+    dataset = teacher_config.get("dataset", {})
+    teacher_split = (teacher_config.get("seed"), dataset.get("val_split"))
+    if split[1] > 0 and None not in teacher_split and tuple(teacher_split) != tuple(split):
+        log.warning(f"teacher {ckpt_path} was trained with seed={teacher_split[0]}, "
+                    f"dataset.val_split={teacher_split[1]}, this student with seed={split[0]}, "
+                    f"dataset.val_split={split[1]}: the teacher has seen part of the student's validation "
+                    "split, so its validation accuracy reads high; same seed and val_split give a clean split")
+
+
+def build_distiller(cfg, data, channels_last: bool = True, split: tuple | None = None) -> Distiller | None:
+    """`split` is the student's (seed, dataset.val_split), to compare with the teacher's."""
+    if cfg is None or cfg.kind == "none":
+        return None
+    teacher_path = checkpoint_of(cfg.teacher_ckpt, "distill.teacher_ckpt")
+    teacher, hp = net_from_checkpoint(load_checkpoint(teacher_path), teacher_path)
+    teacher_data = (hp.get("dataset"), hp["num_classes"], list(hp.get("class_names", [])), hp["in_channels"],
+                    hp["image_size"])
+    student_data = (data.dataset_name, data.num_classes, list(data.class_names), data.channels, data.image_size)
+    if teacher_data != student_data:
+        raise ConfigError(f"teacher {teacher_path} was trained on {teacher_data[0]} with {teacher_data[1]} "
+                          f"classes ({teacher_data[3]}x{teacher_data[4]}px), the student on {student_data[0]} "
+                          f"with {student_data[1]} ({student_data[3]}x{student_data[4]}px; class names must "
+                          f"match too): train the teacher on the student's dataset")
+    if split is not None:
+        warn_if_split_differs(hp.get("config", {}), split, teacher_path)
+    if channels_last:  # the student's memory format, so both convs take the same fast path
+        teacher = teacher.to(memory_format=torch.channels_last)
+    return Distiller(teacher, cfg.kind, cfg.alpha, cfg.beta, cfg.get("temperature"))

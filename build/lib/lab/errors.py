@@ -1,0 +1,29 @@
+"""Every error a user can cause, as one line that names the input, the problem and the fix.
+
+A leaf module: it imports nothing from lab, so any module can raise these without an import circle.
+lab.outcome turns a USER_ERRORS exception into that one line and exit status 2; anything else is a bug
+(one line too, with the traceback in the run's log, exit 1)."""
+
+
+class ConfigError(Exception):
+    """A config value outside its allowed range, an unknown key, or an option that does not exist."""
+
+
+class ResumeRefused(ConfigError):
+    """resume=true that cannot start (other settings than the run's, or a bad value): nothing is trained and
+    the run's record is kept."""
+
+
+class DataError(Exception):
+    """Bad or missing data: a folder, a file, or a dataset that does not match the checkpoint."""
+
+
+class CheckpointError(Exception):
+    """A checkpoint that is missing, unsafe (pickled code) or from another setup."""
+
+
+class ReportError(Exception):
+    """A report input that is missing or holds no runs."""
+
+
+USER_ERRORS = (ConfigError, DataError, CheckpointError, ReportError)

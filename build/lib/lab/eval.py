@@ -1,0 +1,170 @@
+"""python -m lab.eval ckpt_path=PATH [dataset=NAME dataset.root=PATH]: score a checkpoint on a test set.
+PATH is a .ckpt file or a run dir of lab.train (its checkpoints/best.ckpt is scored; last.ckpt for a run with
+dataset.val_split=0, whose best.ckpt was picked on the test set).
+
+Writes eval.json (test_acc, test_acc_top5, per_class_acc keyed by class name) and confusion_matrix.png to
+the output dir. The test set is the checkpoint's own dataset config unless dataset=... is given; images get
+the checkpoint's preprocessing (its image size and mean/std)."""
+import logging
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from lab.checkpoint import checkpoint_of
+from lab.config import register_resolvers
+from lab.errors import CheckpointError, ConfigError, DataError
+from lab.outcome import run_or_exit
+from lab.run_files import atomic_path, write_json
+
+register_resolvers()
+log = logging.getLogger("lab")
+
+
+def checkpoint_path(cfg, command: str) -> Path:
+    """ckpt_path as a file: as given, or the checkpoint of a run dir (lab.checkpoint.checkpoint_of)."""
+    if not cfg.get("ckpt_path"):
+        raise ConfigError(f"ckpt_path is not set: python -m {command} ckpt_path=outputs/DATE/TIME/checkpoints/"
+                          f"best.ckpt or ckpt_path=outputs/DATE/TIME (lab.train writes best.ckpt and last.ckpt "
+                          f"in its run dir)")
+    return checkpoint_of(cfg.ckpt_path, "ckpt_path")
+
+
+def dataset_config(cfg, hp: dict, ckpt_path: Path):
+    """(dataset config, data dir): dataset=... from the command line, else the checkpoint's own."""
+    if cfg.get("dataset") is not None:
+        dataset_cfg, data_dir = OmegaConf.to_container(cfg.dataset, resolve=True), cfg.paths.data_dir
+    else:
+        saved = hp.get("config") or {}
+        if "dataset" not in saved:
+            raise CheckpointError(f"{ckpt_path} holds no training config to find its test set: pass "
+                                  f"dataset=NAME (and dataset.root=PATH for imagefolder)")
+        dataset_cfg = dict(saved["dataset"])
+        data_dir = (saved.get("paths") or {}).get("data_dir") or cfg.paths.data_dir
+    # The net saw images of one size; a dataset config's default size would score it on something else.
+    if "image_size" in dataset_cfg and dataset_cfg["image_size"] != hp["image_size"]:
+        log.info(f"dataset.image_size={dataset_cfg['image_size']} replaced by {hp['image_size']}, the size "
+                 f"{ckpt_path.name} was trained at")
+        dataset_cfg["image_size"] = hp["image_size"]
+    return OmegaConf.create(dataset_cfg), data_dir
+
+
+def check_matches(data, hp: dict, ckpt_path: Path) -> None:
+    expected = list(hp["class_names"])
+    if list(data.class_names) != expected:
+        differ = [f"{i}: {a!r} vs {b!r}" for i, (a, b) in enumerate(zip(data.class_names, expected)) if a != b]
+        raise DataError(f"test set classes ({len(data.class_names)}) do not match {ckpt_path}'s "
+                        f"({len(expected)}, same order required; first differences, test vs checkpoint: "
+                        f"{', '.join(differ[:3]) or 'extra classes at the end'}): evaluate on the dataset "
+                        f"it was trained on")
+    shape, want = tuple(data.test_images.shape[1:]), (hp["in_channels"], hp["image_size"], hp["image_size"])
+    if shape != want:
+        raise DataError(f"test images are {shape} (channels, height, width) but {ckpt_path} was trained on "
+                        f"{want}: evaluate on the dataset it was trained on")
+
+
+def predict_logits(net, data, hp: dict, batch_size: int, device):
+    """Logits of every test image, in test-set order, on the CPU."""
+    import torch
+
+    from lab.dataset.loader import DeviceLoader
+
+    loader = DeviceLoader(data.test_images.to(device), data.test_labels.to(device), batch_size, hp["mean"],
+                          hp["std"], shuffle=False, drop_last=False, channels_last=False)
+    with torch.inference_mode():
+        return torch.cat([net(images).float().cpu() for images, _ in loader])
+
+
+def scores(logits, labels, class_names: list) -> tuple[dict, "torch.Tensor"]:
+    """eval.json's numbers and the confusion matrix [true, predicted] as counts."""
+    import torch
+
+    k = len(class_names)
+    top = logits.topk(min(5, k), dim=1).indices
+    confusion = torch.bincount(labels * k + top[:, 0], minlength=k * k).view(k, k)
+    support = confusion.sum(1).tolist()
+    per_class = {name: round(confusion[i, i].item() / n, 4) if n else None
+                 for i, (name, n) in enumerate(zip(class_names, support))}
+    return dict(test_acc=(top[:, 0] == labels).float().mean().item(),
+                test_acc_top5=(top == labels[:, None]).any(1).float().mean().item(), test_images=len(labels),
+                per_class_acc=per_class, per_class_images=dict(zip(class_names, support))), confusion
+
+
+def print_table(result: dict) -> None:
+    width = max(len("class"), *(len(name) for name in result["per_class_acc"]))
+    print(f"{'class':<{width}}  {'images':>6}  {'acc':>6}")
+    for name, acc in result["per_class_acc"].items():
+        shown = "-" if acc is None else f"{acc:.4f}"
+        print(f"{name:<{width}}  {result['per_class_images'][name]:>6}  {shown:>6}")
+    print(f"test_acc {result['test_acc']:.4f}  top-5 {result['test_acc_top5']:.4f}  "
+          f"({result['test_images']} images)")
+
+
+def run_name(ckpt_path: Path) -> str:
+    """RUN/checkpoints/best.ckpt -> 'RUN best.ckpt' (the run's dir name says which run; a lone file, its name)."""
+    if ckpt_path.parent.name == "checkpoints":
+        return f"{ckpt_path.parent.parent.name} {ckpt_path.name}"
+    return ckpt_path.name
+
+
+def plot_confusion(confusion, class_names: list, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    k = len(class_names)
+    # Rows as fractions of the true class, so a rare class's errors show as clearly as a common one's.
+    rates = (confusion.double() / confusion.sum(1, keepdim=True).clamp_min(1)).numpy()
+    side_in = max(6.0, 0.28 * k + 3)  # ~20 pt per class: 100 names stay readable at 6 pt
+    font = min(10.0, max(6.0, 400 / k))
+    names = [n if len(n) <= 30 else n[:29] + "..." for n in class_names]
+    fig, ax = plt.subplots(figsize=(side_in, side_in))
+    shown = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(k), names, rotation=90, fontsize=font)
+    ax.set_yticks(range(k), names, fontsize=font)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(title)
+    if k <= 20:  # counts in the cells while they fit
+        for (row, col), count in zip(((r, c) for r in range(k) for c in range(k)), confusion.flatten().tolist()):
+            if count:
+                ax.text(col, row, count, ha="center", va="center", fontsize=font,
+                        color="white" if rates[row, col] > 0.5 else "black")
+    fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.02, label="fraction of the true class")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+
+
+def score_checkpoint(cfg: DictConfig, out_dir: Path) -> dict:
+    import torch
+
+    from lab.checkpoint import load_checkpoint, net_from_checkpoint
+    from lab.dataset import load_dataset
+
+    ckpt_path = checkpoint_path(cfg, "lab.eval")
+    net, hp = net_from_checkpoint(load_checkpoint(ckpt_path), ckpt_path)
+    dataset_cfg, data_dir = dataset_config(cfg, hp, ckpt_path)
+    data = load_dataset(dataset_cfg, data_dir)
+    check_matches(data, hp, ckpt_path)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    logits = predict_logits(net.to(device), data, hp, cfg.batch_size, device)
+    result, confusion = scores(logits, data.test_labels.cpu(), list(hp["class_names"]))
+    result = dict(result, ckpt_path=str(ckpt_path), dataset=dataset_cfg.name, device=str(device))
+    print_table(result)
+    write_json(out_dir / "eval.json", result)
+    plot_confusion(confusion, list(hp["class_names"]), out_dir / "confusion_matrix.png",
+                   f"{run_name(ckpt_path)} on {dataset_cfg.name} test: accuracy {result['test_acc']:.4f}")
+    log.info(f"wrote eval.json and confusion_matrix.png to {out_dir}")
+    return result
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="eval")
+def main(cfg: DictConfig) -> None:
+    run_or_exit(score_checkpoint, cfg, Path(HydraConfig.get().runtime.output_dir), records_run=False)
+
+
+if __name__ == "__main__":
+    main()

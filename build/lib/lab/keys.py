@@ -1,0 +1,34 @@
+"""Config key paths and override strings, read the same way everywhere (config checks, resume, job dirs,
+reports). A leaf module: it imports nothing from lab."""
+
+
+def flatten(node: dict, prefix: str = "") -> dict:
+    """{"a": {"b": 1}} -> {"a.b": 1}; an empty dict is a leaf value."""
+    flat = {}
+    for key, value in node.items():
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def key_paths(node: dict) -> set[str]:
+    """Every key path of a nested dict, inner nodes included: {"a": {"b": 1}} -> {"a", "a.b"}."""
+    paths = set()
+    for leaf in flatten(node):
+        parts = leaf.split(".")
+        paths.update(".".join(parts[: i + 1]) for i in range(len(parts)))
+    return paths
+
+
+def run_overrides(items) -> list[tuple[str, str, str]]:
+    """(key, value, override as typed) for each override that describes the run itself: '+'/'~'/'++'
+    stripped from the key, hydra.* and resume left out (they say where and how a run goes, not what it is)."""
+    kept = []
+    for item in items or []:
+        key, sep, value = str(item).partition("=")
+        key = key.lstrip("+~")
+        if sep and key != "resume" and not key.startswith("hydra."):
+            kept.append((key, value, str(item)))
+    return kept

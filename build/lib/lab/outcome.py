@@ -1,0 +1,180 @@
+"""How a lab command ends when its work does not return: failed (one line for the user, the traceback in the
+run's log) or interrupted by SIGTERM/Ctrl-C. `run_or_exit` is the one place lab.train, lab.eval and lab.predict
+end; a finished run's results.json is never replaced by a failure or a stop. (lab/train.py writes the
+running, ok and diverged statuses itself.)"""
+import logging
+import math
+import os
+import shutil
+import signal
+import sys
+import threading
+import traceback
+from contextlib import contextmanager
+from pathlib import Path
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+
+from lab.errors import USER_ERRORS, ResumeRefused
+from lab.run_files import FINISHED, read_results, save_results, write_json
+
+log = logging.getLogger("lab")
+STOPPED_BY = {"signal": None}  # "Ctrl-C" once the user pressed it: the last line names it
+EXIT_STATUS = {"Ctrl-C": 130, "SIGTERM": 143}  # 128 + the signal's number, as a shell reports it
+
+
+def run_or_exit(work, cfg, run_dir: Path, records_run: bool = True):
+    """work(cfg, run_dir)'s value, or the end of the process: a stop exits 130/143, a user error 2, any other
+    error 1, each after one log line. records_run: work writes results.json (lab.train), so a failure or a
+    stop is recorded there. Under -m a failed job returns NaN instead, so the sweep goes on (lab.sweep names
+    the failed jobs and exits 1 at the end)."""
+    try:
+        with ctrl_c_stops_after_the_batch():
+            value = work(cfg, run_dir)
+    except BaseException as err:
+        by = stop_signal(err)
+        if by:
+            stopped(cfg, run_dir, by, records_run)
+        if not isinstance(err, Exception):  # SystemExit that is not a stop, GeneratorExit
+            raise
+        message = fail(cfg, run_dir, err, records_run)
+        log.error(f"error: {message}" + (f" [run dir {run_dir}]" if run_dir.is_dir() and records_run else ""))
+        if in_sweep():
+            return math.nan
+        sys.exit(2 if isinstance(err, USER_ERRORS) else 1)
+    if STOPPED_BY["signal"]:  # pressed where Lightning does not stop early (a last batch): stop a sweep too
+        stopped(cfg, run_dir, STOPPED_BY["signal"], records_run)
+    return value
+
+
+def stop_signal(err: BaseException) -> str | None:
+    """"SIGTERM" or "Ctrl-C" when err is how a stop surfaces, else None."""
+    if isinstance(err, KeyboardInterrupt):
+        return "Ctrl-C"
+    # Lightning's SIGTERMException (a SystemExit), matched by name: importing Lightning here would make
+    # every lab command pay for it, and a Ctrl-C during that import would escape as a traceback.
+    if type(err).__name__ == "SIGTERMException":
+        return STOPPED_BY["signal"] or "SIGTERM"
+    if isinstance(err, SystemExit) and STOPPED_BY["signal"]:  # Lightning exits 1 on a KeyboardInterrupt
+        return STOPPED_BY["signal"]
+    return None
+
+
+def in_sweep() -> bool:
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+@contextmanager
+def ctrl_c_stops_after_the_batch():
+    """The first Ctrl-C stops the run the way SIGTERM does: after the current batch, with last.ckpt saved
+    there and status interrupted, so resume=true continues exactly. It sends this process SIGTERM, which
+    Lightning's handler (installed while fit/test run) turns into a stop at the batch's end. Elsewhere, or
+    pressed again, Ctrl-C interrupts at once (Lightning then exits 1 mid-batch, with no checkpoint)."""
+    def on_ctrl_c(signum, frame):
+        lightning_stops = signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, signal.SIG_IGN, None)
+        first = STOPPED_BY["signal"] is None
+        STOPPED_BY["signal"] = "Ctrl-C"
+        if first and lightning_stops:
+            log.warning("Ctrl-C: stopping after this batch and saving last.ckpt (press again to stop at once)")
+            os.kill(os.getpid(), signal.SIGTERM)
+        else:
+            raise KeyboardInterrupt
+
+    STOPPED_BY["signal"] = None  # a new job (the basic launcher runs a sweep's jobs in one process)
+    if threading.current_thread() is not threading.main_thread():  # signal handlers live in the main thread
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, on_ctrl_c)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def is_rank_zero() -> bool:
+    # DDP children are re-executed copies of this command; only rank 0 writes run files.
+    return os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"
+
+
+def log_file_only(text: str) -> None:
+    """The traceback goes to the run's log file (Hydra's file handler), not to the console."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.stream.write(text)
+            handler.flush()
+
+
+def error_line(err: BaseException, limit: int = 300) -> str:
+    """An unexpected error as one line that keeps its cause: Hydra's "Error in call to target 'X':" and
+    torch's "Error(s) in loading state_dict for Classifier:" put the reason on the lines after the colon."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    text = lines[0] if lines else ""
+    if text.endswith(":") and len(lines) > 1:
+        text = f"{text} {lines[1]}"
+    line = f"{type(err).__name__}: {text}"
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def record_stop(cfg, run_dir: Path, results: dict, keep_record: bool = False) -> bool:
+    """Write a failed or interrupted status, but never over a finished run's results (a resume=true that
+    stopped before training must not erase them); True when the run had finished. keep_record: keep the
+    run's own overrides and facts."""
+    earlier = read_results(run_dir) or {}
+    finished = earlier.get("status") in FINISHED
+    if finished or not is_rank_zero():
+        return finished
+    if keep_record:
+        write_json(run_dir / "results.json", dict(earlier, **results))
+    else:
+        save_results(cfg, run_dir, results)
+    return False
+
+
+def fail(cfg, run_dir: Path, err: Exception, records_run: bool = True) -> str:
+    """Record a failed run: one line for the user, the traceback in the run's log file. A user error before
+    a single new run began leaves no run dir: the line says everything (a sweep's job dir stays, for the
+    report, and so does a resumed run's)."""
+    user_error = isinstance(err, USER_ERRORS)
+    message = str(err) if user_error else error_line(err)
+    if not user_error:
+        log_file_only("".join(traceback.format_exception(err)))
+    if not records_run:
+        return message
+    began = (run_dir / "results.json").exists()
+    if user_error and not began and not in_sweep() and not cfg.get("resume") and is_rank_zero():
+        remove_run_dir(run_dir)
+        return message
+    record_stop(cfg, run_dir, dict(status="failed", error=message, test_acc=None),
+                keep_record=isinstance(err, ResumeRefused))
+    return message
+
+
+def remove_run_dir(run_dir: Path) -> None:
+    """Hydra's own files only (.hydra/, the log): nothing of a run is lost. The date dir above goes too
+    when this run was its only one."""
+    if any(p.name not in (".hydra", "train.log", "eval.log", "predict.log") for p in run_dir.iterdir()):
+        return
+    shutil.rmtree(run_dir, ignore_errors=True)
+    try:
+        run_dir.parent.rmdir()
+    except OSError:  # not empty: other runs of that day
+        pass
+
+
+def stopped(cfg, run_dir: Path, by: str, records_run: bool = True) -> None:
+    """SIGTERM or Ctrl-C: record the run as interrupted (unless it finished) and say how to continue it."""
+    if not records_run:
+        log.error(f"stopped by {by}")
+    elif record_stop(cfg, run_dir, dict(status="interrupted", test_acc=None)):
+        log.error(f"stopped by {by}; {run_dir} had finished, its results are saved")
+    else:
+        log.error(f"stopped by {by}; continue with the same command plus resume=true {resume_dir(run_dir)}")
+    sys.exit(EXIT_STATUS.get(by, 143))
+
+
+def resume_dir(run_dir: Path) -> str:
+    """The override that points resume=true at this run, or at its whole sweep under -m."""
+    if in_sweep():
+        return f"hydra.sweep.dir={HydraConfig.get().sweep.dir} (the whole sweep: finished jobs are skipped)"
+    return f"hydra.run.dir={run_dir}"

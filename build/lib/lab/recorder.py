@@ -1,0 +1,172 @@
+"""EpochRecorder: the per-epoch half of the run dir contract (metrics.csv rows, timing, divergence)."""
+import csv
+import io
+import logging
+import math
+import os
+import time
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.trainer.states import TrainerFn
+from pytorch_lightning.utilities.exceptions import SIGTERMException
+
+from lab.run_files import METRIC_COLUMNS, write_atomic
+
+log = logging.getLogger("lab")
+
+
+def save_checkpoint_atomic(trainer, path: Path) -> None:
+    """Write to a temp file and rename: a kill during the save leaves the previous checkpoint intact."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    trainer.save_checkpoint(tmp)  # a collective under DDP: every rank calls it, rank 0 writes
+    if trainer.is_global_zero:
+        os.replace(tmp, path)
+
+
+def process_start_time() -> float:
+    """Unix time at which this process started (Linux /proc; falls back to now elsewhere)."""
+    try:
+        start_ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime"))
+        return boot + start_ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return time.time()
+
+
+class AtomicCheckpoint(pl.callbacks.ModelCheckpoint):
+    """ModelCheckpoint whose every file (best.ckpt, last.ckpt) is written atomically."""
+
+    def _save_checkpoint(self, trainer, filepath: str) -> None:
+        save_checkpoint_atomic(trainer, Path(filepath))
+        self._last_global_step_saved = trainer.global_step
+        self._last_checkpoint_saved = filepath
+
+
+class EpochRecorder(pl.Callback):
+    """Times each epoch, appends its row to metrics.csv and stops a run whose loss is NaN/inf.
+
+    Rows already in metrics.csv from before a resume are kept; rows of epochs that are replayed are
+    replaced, so an interrupted-and-resumed run ends with the same rows as an uninterrupted one."""
+
+    def __init__(self, run_dir: Path, extra_columns=(), started_at: float | None = None,
+                 segment_started_at: float | None = None, progress_every_s: float | None = None):
+        self.path = Path(run_dir) / "metrics.csv"
+        self.columns = METRIC_COLUMNS + list(extra_columns)
+        self.diverged_epoch = None
+        self.phase_start = None
+        self.time_to_first_step_s = None  # imports (first job of a process), data loading, model build
+        self.started_at = started_at or process_start_time()
+        self.train_images = 0
+        self.train_time_s = 0.0
+        # Wall time of the run before this process resumed it (up to its last checkpoint), so a resumed run's
+        # total time is the whole run's: time lost after that checkpoint is work the run did not keep.
+        self.segment_started_at = segment_started_at or time.time()
+        self.earlier_segments_s = 0.0
+        self.processes = 1  # this one and those it resumed: train_time_s and train_images cover them all
+        self.epoch_start = None
+        self.resumed_epoch_elapsed_s = 0.0  # a run stopped mid-epoch had trained this long in that epoch
+        self.progress_every_s, self.last_progress, self.epoch_images = progress_every_s, None, 0
+
+    def sync_time(self, trainer) -> float:
+        if trainer.strategy.root_device.type == "cuda":
+            torch.cuda.synchronize()  # honest timing: wait for queued kernels
+        return time.perf_counter()
+
+    def on_train_start(self, trainer, pl_module):
+        # A run resumed mid-epoch skips on_train_epoch_start: its epoch time counts the part trained before.
+        self.phase_start = self.last_progress = self.sync_time(trainer)
+        self.epoch_start = self.phase_start - self.resumed_epoch_elapsed_s
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        self.epoch_start = self.phase_start = self.last_progress = self.sync_time(trainer)
+        self.epoch_images = 0
+
+    def state_dict(self) -> dict:
+        """Saved in every checkpoint, also one taken mid-epoch (SIGTERM): the training phase under way counts."""
+        now = time.perf_counter()
+        running_s = now - self.phase_start if self.phase_start is not None else 0.0
+        return {"train_time_s": self.train_time_s + running_s, "train_images": self.train_images,
+                "elapsed_s": self.earlier_segments_s + time.time() - self.segment_started_at,
+                "epoch_elapsed_s": now - self.epoch_start if self.epoch_start is not None else 0.0,
+                "processes": self.processes}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.train_time_s, self.train_images = state["train_time_s"], state["train_images"]
+        self.earlier_segments_s = state.get("elapsed_s", 0.0)
+        self.resumed_epoch_elapsed_s = state.get("epoch_elapsed_s", 0.0)
+        self.processes = state.get("processes", 1) + 1
+
+    def on_exception(self, trainer, pl_module, exception):
+        # SIGTERM (preemption, scancel, Ctrl-C via lab/trainer.py) stops after the batch: save it there.
+        # Not while testing (the module may hold best.ckpt's weights), nor mid-validation (Lightning would
+        # resume past the rest of it): the epoch's last.ckpt stays and the resume repeats the epoch.
+        if not isinstance(exception, SIGTERMException) or trainer.state.fn != TrainerFn.FITTING:
+            return
+        path = self.path.parent / "checkpoints" / "last.ckpt"
+        if trainer.sanity_checking or trainer.validating:
+            log.warning(f"stopping during validation: resume=true repeats epoch {trainer.current_epoch} from {path}")
+            return
+        save_checkpoint_atomic(trainer, path)
+        log.warning(f"stopping: saved {path} after {trainer.global_step} training steps")
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if self.time_to_first_step_s is None:
+            self.time_to_first_step_s = round(time.time() - self.started_at, 3)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.train_images += len(batch[1])
+        self.epoch_images += len(batch[1])
+        if self.progress_every_s and time.perf_counter() - self.last_progress >= self.progress_every_s:
+            self.log_progress(trainer, batch_idx + 1)
+
+    def log_progress(self, trainer, batches_done: int) -> None:
+        """A line inside a long epoch when no progress bar shows one (no terminal: a log file, a sweep)."""
+        now = time.perf_counter()  # no device sync: the queue of kernels ahead of the host is short
+        self.last_progress = now
+        total, rate = trainer.num_training_batches, self.epoch_images / max(now - self.phase_start, 1e-9)
+        if not trainer.is_global_zero or not math.isfinite(total):
+            return
+        eta_s = (total - batches_done) * (now - self.epoch_start) / max(batches_done, 1)
+        log.info(f"epoch {trainer.current_epoch}: batch {batches_done}/{total}, {rate:.0f} images/s, "
+                 f"epoch ETA {eta_s:.0f} s")
+
+    def end_train_phase(self, trainer) -> None:
+        if self.phase_start is not None:
+            self.train_time_s += self.sync_time(trainer) - self.phase_start
+            self.phase_start = None
+
+    def on_validation_epoch_start(self, trainer, pl_module):
+        if not trainer.sanity_checking and trainer.state.fn == "fit":
+            self.end_train_phase(trainer)
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        self.end_train_phase(trainer)
+        # 7 significant digits: float32 noise (lr 0.029999999) would otherwise fill the table.
+        metrics = {k: float(f"{float(v):.7g}") for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+        row = {"epoch": trainer.current_epoch, "epoch_time_s": round(self.sync_time(trainer) - self.epoch_start, 4)}
+        self.epoch_start, self.resumed_epoch_elapsed_s = None, 0.0
+        row.update({k: metrics.get(k, "") for k in self.columns if k not in row})
+        # Every rank decides (the values are synced), so DDP ranks stop together instead of hanging.
+        if not all(math.isfinite(metrics.get(k, 0.0)) for k in ("train_loss", "val_loss")):
+            self.diverged_epoch = trainer.current_epoch
+            trainer.should_stop = True
+        if not trainer.is_global_zero:
+            return
+        self.append(row)
+        log.info("epoch %d  " % row["epoch"] + "  ".join(
+            f"{k} {row[k]:.4g}" for k in self.columns[1:] if isinstance(row.get(k), float)))
+
+    def append(self, row: dict) -> None:
+        rows = []
+        if self.path.exists():
+            with open(self.path) as f:
+                rows = [r for r in csv.DictReader(f) if int(r["epoch"]) < row["epoch"]]
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=self.columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows + [row])
+        write_atomic(self.path, buf.getvalue())

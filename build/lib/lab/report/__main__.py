@@ -1,0 +1,5 @@
+import sys
+
+from lab.report.write import main
+
+sys.exit(main())

@@ -1,0 +1,79 @@
+"""The run directory contract: metrics.csv (one row per epoch), results.json, checkpoints/.
+
+Every file is written to a temp file in the same dir and renamed over the target, so a killed run leaves
+either the old file or the new one, never half of one (a sweep's resume trusts results.json)."""
+import json
+import math
+import os
+import subprocess
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+METRIC_COLUMNS = ["epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "epoch_time_s"]
+FINISHED = ("ok", "diverged")  # statuses that resume=true skips
+
+
+@contextmanager
+def atomic_path(path: Path):
+    """Yields a temp path in path's dir; on success it becomes `path` in one rename, on error it is removed.
+    Every lab output (JSON, CSV, PNG, caches) goes through here."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be shared
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def write_json(path: Path, data: dict) -> None:
+    write_atomic(path, json.dumps(data, indent=2, default=str) + "\n")
+
+
+def read_results(run_dir: Path) -> dict | None:
+    try:
+        return json.loads((Path(run_dir) / "results.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def git_state() -> dict:
+    """{"git_commit": HEAD, "git_dirty": True when tracked files differ from it}: a result from an edited tree
+    names the commit it started from, and says so. None for both outside a git checkout."""
+    def git(*args):
+        out = subprocess.run(["git", *args], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent)
+        return out.stdout.strip() if out.returncode == 0 else None
+    try:
+        commit = git("rev-parse", "HEAD") or None
+        dirty = None if commit is None else bool(git("status", "--porcelain", "--untracked-files=no"))
+    except (OSError, subprocess.SubprocessError):
+        commit, dirty = None, None
+    return {"git_commit": commit, "git_dirty": dirty}
+
+
+def save_results(cfg, run_dir: Path, results: dict) -> None:
+    """results.json: the run's numbers plus what identifies it (seed, overrides as typed, commit)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    results = dict(results, seed=cfg.seed, overrides=overrides, **git_state(), model=cfg.model.name,
+                   dataset=cfg.dataset.name)
+    write_json(run_dir / "results.json", results)
+
+
+def print_results(results: dict) -> None:
+    """stdout carries these two lines only (the lab's Task 1 output); logs go to stderr."""
+    accuracy = results["test_acc"] if results.get("test_acc") is not None else math.nan
+    print(f"Model Accuracy: {accuracy:.4f}")
+    print(f"Total time: {results.get('total_time_s') or math.nan:.2f}")

@@ -1,0 +1,148 @@
+"""conf/trainer/ and conf/logger/: the device (gpu_pool, precision, memory layout) and the Lightning Trainer with
+lab's callbacks and logger."""
+import fcntl
+import logging
+import os
+import sys
+import tempfile
+import time
+import warnings
+from functools import cache
+from pathlib import Path
+
+import hydra
+import pytorch_lightning as pl
+import torch
+from omegaconf import OmegaConf
+
+from lab.errors import ConfigError
+from lab.recorder import AtomicCheckpoint
+
+log = logging.getLogger("lab")
+_claimed_gpu_lock = None  # held for the life of this worker process
+
+
+def quiet_lightning() -> None:
+    """Lightning's start-up chatter (accelerator lines, tips, deprecations) hides lab's own lines."""
+    logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)
+    logging.getLogger("lightning_fabric").setLevel(logging.WARNING)
+    for pattern in (".*LeafSpec.*", ".*smaller than the logging interval.*", ".*litlogger.*",
+                    ".*does not have many workers.*", ".*Checkpoint directory .* exists.*",
+                    ".*sync_dist=True.*", ".*no `val_dataloader`.*"):  # lab's epoch values are already synced by torchmetrics
+        warnings.filterwarnings("ignore", message=pattern)
+
+
+@cache
+def cpu_has_fast_bf16() -> bool:
+    # bf16 autocast is ~2x faster on CPUs with AVX-512 BF16 / AMX and slower than fp32 on those without.
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def uses_cuda(accelerator: str) -> bool:
+    return accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+
+
+def resolve_precision(precision: str, accelerator: str) -> str:
+    if str(precision) != "auto":
+        return str(precision)
+    if uses_cuda(accelerator):
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+    return "bf16-mixed" if cpu_has_fast_bf16() else "32-true"
+
+
+def claim_gpu(gpu_pool) -> None:
+    """Under a parallel launcher (hydra/launcher=joblib) each worker process takes one GPU of gpu_pool
+    for its whole life: CUDA_VISIBLE_DEVICES cannot change once CUDA is initialised, and workers are reused."""
+    global _claimed_gpu_lock
+    if not gpu_pool or _claimed_gpu_lock is not None:
+        return
+    for gpu in gpu_pool:
+        lock = open(os.path.join(tempfile.gettempdir(), f"lab-gpu-{gpu}.lock"), "w")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            continue
+        _claimed_gpu_lock = lock
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
+        log.info(f"gpu_pool: this worker uses GPU {gpu}")
+        return
+    raise ConfigError(f"gpu_pool={list(gpu_pool)}: every GPU is held by another job; run at most "
+                      f"{len(gpu_pool)} jobs at once (hydra.launcher.n_jobs={len(gpu_pool)})")
+
+
+def set_cpu_threads(setting) -> int:
+    """torch's CPU threads: a number, null (torch's default: every core) or auto: the cores that are idle now.
+    On a shared CPU, OpenMP threads that wait for a busy core stall each other: with one other busy process on
+    2 cores a digits epoch took 3.4 s at 2 threads and 1.7 s at 1, and at load 9, 24-72 s against 3.2 s.
+    auto leaves an OMP_NUM_THREADS that is set alone (the user's choice, or joblib's cores / n_jobs)."""
+    if setting == "auto" and not os.environ.get("OMP_NUM_THREADS"):
+        setting = idle_cores()
+        if setting < torch.get_num_threads():
+            log.info(f"cpu_threads=auto: {setting} of {torch.get_num_threads()} cores are idle, training with "
+                     f"{setting} thread(s) (cpu_threads=N sets it)")
+    if isinstance(setting, int):
+        torch.set_num_threads(setting)
+    return torch.get_num_threads()
+
+
+def idle_cores(sample_s: float = 0.25) -> int:
+    """Idle cores over a short sample of /proc/stat (the load average lags by a minute), at least 1."""
+    def cpu_times():
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        return fields[3] + fields[4], sum(fields[:8])  # idle + iowait, all but guest time
+    try:
+        (idle0, total0), _ = cpu_times(), time.sleep(sample_s)
+        idle1, total1 = cpu_times()
+    except (OSError, ValueError, IndexError):
+        return torch.get_num_threads()
+    cores = len(os.sched_getaffinity(0))
+    return max(1, min(cores, round((idle1 - idle0) / max(total1 - total0, 1) * (os.cpu_count() or cores))))
+
+
+def use_channels_last(cfg) -> bool:
+    """model.channels_last, except where it hangs: on the CPU, oneDNN (torch 2.14) segfaults or spins forever
+    in the backward pass of channels_last convolutions this narrow (seen with base_width 2, 3, 4 and 6)."""
+    if cfg.model.channels_last and cfg.model.base_width < 8 and not uses_cuda(cfg.trainer.accelerator):
+        log.warning(f"model.channels_last ignored: model.base_width={cfg.model.base_width} is under 8, where "
+                    "channels_last convolutions hang or crash on the CPU (oneDNN); training in the default layout")
+        return False
+    return cfg.model.channels_last
+
+
+def checkpoint_callbacks(folder: Path) -> list:
+    """best.ckpt (highest val_acc) and last.ckpt (every epoch). Two callbacks, because save_last=True in
+    Lightning 2.6 rewrites last.ckpt only in epochs that also improved best.ckpt. Both are saved at the end
+    of the training epoch, after EpochRecorder wrote the epoch's metrics.csv row, so a run killed between
+    the two never resumes past a missing row. Best first: trainer.checkpoint_callback is the first one."""
+    common = dict(dirpath=folder, save_top_k=1, save_on_train_epoch_end=True, auto_insert_metric_name=False,
+                  enable_version_counter=False)
+    return [AtomicCheckpoint(filename="best", monitor="val_acc", mode="max", **common),
+            AtomicCheckpoint(filename="last", monitor=None, **common)]
+
+
+def shows_progress_bar() -> bool:
+    """A live bar on a terminal; elsewhere (log files, sweeps, CI) EpochRecorder logs progress lines."""
+    return sys.stdout.isatty()
+
+
+def build_trainer(cfg, run_dir: Path, callbacks: list) -> pl.Trainer:
+    quiet_lightning()
+    trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
+    trainer_cfg["precision"] = resolve_precision(trainer_cfg["precision"], trainer_cfg["accelerator"])
+    callbacks = list(callbacks)
+    if trainer_cfg["deterministic"]:
+        trainer_cfg["benchmark"] = False  # cuDNN autotuning may pick a different algorithm run to run
+    if not trainer_cfg.get("fast_dev_run"):
+        callbacks += checkpoint_callbacks(Path(run_dir) / "checkpoints")
+    tty = shows_progress_bar()
+    if tty:
+        callbacks.append(pl.callbacks.RichProgressBar())
+    logger = hydra.utils.instantiate(cfg.logger) if cfg.get("logger") else False
+    return hydra.utils.instantiate(
+        trainer_cfg, callbacks=callbacks, logger=logger, enable_progress_bar=tty,
+        enable_model_summary=False, use_distributed_sampler=False, default_root_dir=str(run_dir))

@@ -1,0 +1,210 @@
+"""hydra/sweeper=tune: an Optuna study (ask and tell) whose trials are lab.train jobs sent out through the
+configured Hydra launcher, n_jobs at a time. The search space is Hydra's override grammar (interval, range,
+choice, tag(log, ...)); each job reports its epochs to its trial (lab/tune_pruning.py), so the pruner stops
+bad trials early; the study lives in the sweep dir (tune.journal), so the same command continues it.
+
+Trial dirs are named trial=NNN (sampled floats make poor dir names); each job's results.json holds its
+overrides. Optuna is imported only here, when a tuning sweep starts."""
+import logging
+import math
+import sys
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from lab.errors import ConfigError
+from lab.run_files import read_results
+from lab.tune_space import check_same_space, check_settings, grid_left, search_space
+
+log = logging.getLogger("lab")
+JOURNAL = "tune.journal"
+
+
+def grid_sampler_class():
+    import optuna
+
+    class AskAndTellGrid(optuna.samplers.GridSampler):
+        """GridSampler calls study.stop() once the grid is done, which raises outside study.optimize; the
+        sweeper stops at the grid's size itself (grid_left)."""
+
+        def after_trial(self, study, trial, state, values) -> None:
+            pass
+
+    return AskAndTellGrid
+
+
+def make_sampler(settings, grid: dict, seed: int):
+    import optuna
+
+    if settings.sampler == "grid":
+        return grid_sampler_class()(grid, seed=seed)
+    if settings.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed)
+
+
+def make_pruner(settings, max_epochs: int):
+    """Steps are epochs trained (1 = after the first epoch)."""
+    import optuna
+
+    first, factor = settings.min_epochs, settings.reduction_factor
+    if settings.pruner == "asha":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=first, reduction_factor=factor)
+    if settings.pruner == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=first, max_resource=max_epochs, reduction_factor=factor)
+    if settings.pruner == "median":
+        return optuna.pruners.MedianPruner(n_warmup_steps=first - 1)
+    return optuna.pruners.NopPruner()
+
+
+def open_storage(settings, sweep_dir: Path):
+    """The journal file in the sweep dir (one append-only file, safe for several processes), or a URL."""
+    from optuna.storages import JournalStorage, get_storage
+    from optuna.storages.journal import JournalFileBackend
+
+    if settings.storage:
+        return get_storage(settings.storage)
+    Path(sweep_dir).mkdir(parents=True, exist_ok=True)
+    return JournalStorage(JournalFileBackend(str(Path(sweep_dir) / JOURNAL)))
+
+
+def open_study(settings, sweep_dir: Path, max_epochs: int, sampler=None):
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # lab logs each trial itself
+    return optuna.create_study(storage=open_storage(settings, sweep_dir), study_name=settings.study_name,
+                               sampler=sampler, pruner=make_pruner(settings, max_epochs),
+                               direction=settings.direction, load_if_exists=True)
+
+
+def trial_dirname(number: int) -> str:
+    return f"trial={number:03d}"
+
+
+def trial_outcome(record: dict | None, objective: str):
+    """(Optuna state, value, what the log says) for a job's results.json."""
+    from optuna.trial import TrialState
+
+    status = (record or {}).get("status", "no results.json")
+    if status == "pruned":
+        return TrialState.PRUNED, None, f"pruned after epoch {record.get('pruned_epoch')}"
+    if status != "ok":
+        return TrialState.FAIL, None, status + (f": {record.get('error')}" if record and record.get("error") else "")
+    if objective not in record:
+        numbers = sorted(k for k, v in record.items() if isinstance(v, (int, float)) and not isinstance(v, bool))
+        print(f"error: hydra.sweeper.objective={objective} is not in results.json (numbers there: "
+              f"{', '.join(numbers)})", file=sys.stderr)
+        sys.exit(2)
+    value = record[objective]
+    if not isinstance(value, (int, float)) or not math.isfinite(value):
+        return TrialState.FAIL, None, f"{objective} is {value}"
+    return TrialState.COMPLETE, float(value), f"{objective} {value:.4f}"
+
+
+def override_text(key: str, value) -> str:
+    """key=value as Hydra parses it back: floats at full precision, null and true/false in YAML's words."""
+    if value is None or isinstance(value, bool):
+        return f"{key}={'null' if value is None else str(value).lower()}"
+    return f"{key}={value!r}" if isinstance(value, float) else f"{key}={value}"
+
+
+def job_overrides(trial, fixed: list[str], resume: bool) -> list[str]:
+    sampled = [override_text(key, value) for key, value in trial.params.items()]
+    return fixed + sampled + [f"hydra.sweeper.trial={trial.number}",
+                              f"hydra.sweep.subdir='{trial.user_attrs['dir']}'"] + (["resume=true"] if resume else [])
+
+
+def settle_earlier(study, sweep_dir: Path, objective: str) -> list:
+    """Trials an earlier command left running: told from their results.json when the job had finished,
+    else returned, to be launched again into their own dir with resume=true."""
+    from optuna.trial import TrialState
+
+    again = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        record = read_results(sweep_dir / trial.user_attrs.get("dir", trial_dirname(trial.number)))
+        if record and record.get("status") in ("ok", "diverged", "pruned"):
+            tell(study, trial, record, objective)
+        else:
+            again.append(trial)
+    if again:
+        log.info(f"tune: {len(again)} interrupted trial(s) run again: {', '.join(str(t.number) for t in again)}")
+    return again
+
+
+def tell(study, trial, record: dict | None, objective: str) -> bool:
+    """Tell the trial's outcome; True when it finished (complete or pruned)."""
+    from optuna.trial import TrialState
+
+    state, value, note = trial_outcome(record, objective)
+    study.tell(trial.number, value, state=state, skip_if_finished=True)
+    log.info(f"tune: trial {trial.number} {state.name.lower()} ({note}) {dict(trial.params)}")
+    return state != TrialState.FAIL
+
+
+def exit_on_config_error(check, *args):
+    """A user's mistake in the sweep, before anything trains: one line and exit 2 (raised inside a Sweeper,
+    Hydra would print a traceback and exit 1)."""
+    try:
+        return check(*args)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
+def checked_space(settings, arguments: list[str], config_loader):
+    space, grid, fixed = search_space(OmegaConf.to_container(settings.params), list(arguments), config_loader)
+    check_settings(settings, grid)
+    return space, grid, fixed
+
+
+def prepare_study(config, grid: dict, fixed: list[str], space: dict):
+    """The study in the sweep dir (new or continued), with its sampler; -> (study, n_trials)."""
+    settings, sweep_dir = config.hydra.sweeper, Path(config.hydra.sweep.dir)
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(config, sweep_dir / "multirun.yaml")  # before any job: lab.sweep reads the sweep from it
+    max_epochs = int(OmegaConf.select(config, "trainer.max_epochs", default=1))
+    study = open_study(settings, sweep_dir, max_epochs)
+    exit_on_config_error(check_same_space, study, space, sweep_dir)
+    n_trials = settings.n_trials
+    if settings.sampler == "grid":
+        n_trials = min(n_trials, len(study.trials) + grid_left(study, grid))
+    seed = (settings.seed if settings.seed is not None else config.seed) + len(study.trials)  # no replayed draws
+    study.sampler = make_sampler(settings, grid, seed)
+    study.set_user_attr("max_epochs", max_epochs)
+    study.set_user_attr("fixed_overrides", fixed)
+    return study, n_trials
+
+
+def run_study(config, launcher, config_loader, arguments: list[str]):
+    """Batches of n_jobs trials, interrupted ones of an earlier command first, until the study holds n_trials."""
+    settings, sweep_dir = config.hydra.sweeper, Path(config.hydra.sweep.dir)
+    space, grid, fixed = exit_on_config_error(checked_space, settings, arguments, config_loader)
+    study, n_trials = prepare_study(config, grid, fixed, space)
+    again = settle_earlier(study, sweep_dir, settings.objective)
+    finished = sum(t.state.name in ("COMPLETE", "PRUNED") for t in study.get_trials(deepcopy=False))
+    while again or len(study.trials) < n_trials:
+        batch = [(t, True) for t in again[: settings.n_jobs]]
+        again = again[settings.n_jobs:]
+        for _ in range(min(settings.n_jobs - len(batch), n_trials - len(study.trials))):
+            trial = study.ask(space)
+            trial.set_user_attr("dir", trial_dirname(trial.number))
+            batch.append((trial, False))
+        launcher.launch([job_overrides(t, fixed, resume) for t, resume in batch], initial_job_idx=batch[0][0].number)
+        records = [read_results(sweep_dir / t.user_attrs["dir"]) for t, _ in batch]
+        finished += sum(tell(study, t, record, settings.objective) for (t, _), record in zip(batch, records))
+        if not finished and all((r or {}).get("status") == "failed" for r in records):
+            # A typo in a fixed override fails every job at start-up: one batch shows it.
+            log.error(f"tune: every trial failed: stopping the study (see results.json in {sweep_dir})")
+            break
+    log_best(study, settings.objective)
+    return study
+
+
+def log_best(study, objective: str) -> None:
+    from optuna.trial import TrialState
+
+    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        log.warning("tune: no trial completed")
+        return
+    best = study.best_trial
+    log.info(f"tune: best trial {best.number}: {objective} {best.value:.4f} {dict(best.params)}")

@@ -1,0 +1,224 @@
+"""hydra/sweeper=tune (lab/tune.py): the search space from Hydra's override grammar, bad input as one line and
+exit 2, pruning from inside the job, failed trials, and a killed study that continues."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import ROOT, TINY, results, run_train
+from omegaconf import OmegaConf
+
+from lab.errors import ConfigError
+from lab.tune import trial_outcome
+from lab.tune_space import check_settings, search_space
+
+DIGITS = ["dataset=digits", *TINY]
+
+
+def load_study(sweep_dir):
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    journal = JournalFileBackend(str(sweep_dir / "tune.journal"))
+    return optuna.load_study(study_name="lab", storage=JournalStorage(journal))
+
+
+def settings(**changes):
+    from hydra_plugins.lab_tune.tune_sweeper import TuneSweeperConf
+
+    return OmegaConf.merge(OmegaConf.structured(TuneSweeperConf), changes)
+
+
+def test_search_space_reads_hydra_grammar_and_keeps_fixed_overrides():
+    space, grid, fixed = search_space({"model.base_width": "choice(8,16)", "optimizer.momentum": "0.5,0.9"}, [
+        "optimizer.lr=tag(log, interval(0.001, 1))", "optimizer=choice(sgd,adam)", "seed=range(1,5)",
+        "trainer.max_epochs=interval(2, 6)", "optimizer.momentum=0.8", "+experiment=lr_sweep", "dataset=digits"])
+    lr = space["optimizer.lr"]
+    assert (type(lr).__name__, lr.low, lr.high, lr.log) == ("FloatDistribution", 0.001, 1, True)
+    assert space["optimizer"].choices == ("sgd", "adam") and grid["optimizer"] == ["sgd", "adam"]
+    seeds = space["seed"]  # Hydra's range stops before its end; Optuna's bounds are inclusive
+    assert (type(seeds).__name__, seeds.low, seeds.high, seeds.step) == ("IntDistribution", 1, 4, 1)
+    assert type(space["trainer.max_epochs"]).__name__ == "FloatDistribution"  # Hydra's interval is float
+    assert grid["trainer.max_epochs"] is None  # no grid over an interval
+    assert space["model.base_width"].choices == (8, 16)  # from hydra.sweeper.params, numbers stay numbers
+    assert "optimizer.momentum" not in space  # the command line's fixed value wins over the params' sweep
+    assert fixed == ["optimizer.momentum=0.8", "+experiment=lr_sweep", "dataset=digits"]
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["dataset=digits"], "search space is empty"),
+    (["optimizer.lr=interval(0.5, 0.1)"], "low must be below high"),
+    (["optimizer.lr=interval(0.1, 0.1)"], "low must be below high"),
+    (["optimizer.lr=tag(log, interval(0, 1))"], "log scale needs values > 0"),
+    (["optimizer.lr=tag(log, choice(0.1, -1))"], "log scale needs numbers > 0"),
+])
+def test_bad_search_spaces_are_one_line_errors(arguments, message):
+    with pytest.raises(ConfigError, match=message) as err:
+        search_space({}, arguments)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("changes, message", [
+    (dict(sampler="cmaes"), "not a sampler: choose tpe, random, grid"),
+    (dict(pruner="asa"), "not a pruner: choose asha, median, hyperband, none"),
+    (dict(direction="up"), "choose maximize or minimize"),
+    (dict(n_trials=0), "n_trials=0 is not allowed"),
+    (dict(sampler="grid"), "grid needs choice"),
+])
+def test_bad_sweeper_settings_are_one_line_errors(changes, message):
+    _, grid, _ = search_space({}, ["optimizer.lr=interval(0.01, 0.1)"])
+    with pytest.raises(ConfigError, match=message):
+        check_settings(settings(**changes), grid)
+
+
+def test_sampled_values_go_back_as_hydra_parses_them():
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from lab.tune import override_text
+
+    for value in (0.013292918943162165, 1e-07, 16, "adam", None, True):
+        parsed = OverridesParser.create().parse_override(override_text("k", value)).value()
+        assert parsed == value and type(parsed) is type(value)
+
+
+def test_results_become_trial_states():
+    from optuna.trial import TrialState
+
+    assert trial_outcome({"status": "ok", "best_val_acc": 0.9}, "best_val_acc")[:2] == (TrialState.COMPLETE, 0.9)
+    assert trial_outcome({"status": "pruned", "pruned_epoch": 1}, "best_val_acc")[0] == TrialState.PRUNED
+    assert trial_outcome({"status": "diverged"}, "best_val_acc")[0] == TrialState.FAIL
+    assert trial_outcome({"status": "ok", "best_val_acc": None}, "best_val_acc")[0] == TrialState.FAIL
+    assert trial_outcome(None, "best_val_acc")[0] == TrialState.FAIL
+
+
+def test_bad_input_exits_2_with_one_line_before_anything_trains(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    proc = run_train("-m", "hydra/sweeper=tune", *DIGITS, "optimizer.lr=tag(log, interval(0, 1))",
+                     f"hydra.sweep.dir={sweep_dir}")
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    errors = [line for line in proc.stderr.splitlines() if "error" in line.lower()]
+    assert errors == ["error: optimizer.lr: a log scale needs values > 0, not interval(0.0, 1.0); "
+                      "e.g. optimizer.lr='tag(log, interval(0.001, 1))'"], proc.stderr
+    assert "Traceback" not in proc.stderr and not any(sweep_dir.glob("trial=*"))
+
+
+def test_the_sweeper_exits_2_on_bad_settings_before_launching(tmp_path, capsys):
+    from lab.tune import run_study
+
+    hydra = {"sweeper": settings(pruner="asa"), "sweep": {"dir": str(tmp_path)}}
+    config = OmegaConf.create({"seed": 1, "hydra": hydra})
+    with pytest.raises(SystemExit) as stop:
+        run_study(config, launcher=None, config_loader=None, arguments=["optimizer.lr=interval(0.01, 0.1)"])
+    assert stop.value.code == 2
+    assert capsys.readouterr().err == ("error: hydra.sweeper.pruner=asa is not a pruner: choose asha, median, "
+                                       "hyperband, none\n")
+    assert not (tmp_path / "tune.journal").exists()
+
+
+def tune(sweep_dir, *arguments, **kwargs):
+    return run_train("-m", "hydra/sweeper=tune", *DIGITS, "trainer.max_epochs=3", f"hydra.sweep.dir={sweep_dir}",
+                     *arguments, **kwargs)
+
+
+def grid_seed_running_first(values: list, first) -> int:
+    """A sampler seed whose grid order starts with `first` (the sweeper seeds with it plus the trials so far)."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    for seed in range(100):
+        study = optuna.create_study(sampler=optuna.samplers.GridSampler({"x": values}, seed=seed))
+        if study.ask({"x": optuna.distributions.CategoricalDistribution(values)}).params["x"] == first:
+            return seed
+    raise AssertionError("no seed found")
+
+
+@pytest.mark.slow
+def test_study_goes_on_past_a_diverged_trial_and_prunes_a_bad_one(tmp_path):
+    sweep = tmp_path / "sweep"
+    # lr 0.05 first; then lr 1000 diverges and lr 1e-7 trails it at the first rung (in either order).
+    seed = grid_seed_running_first([0.05, 1000, 1e-07], 0.05)
+    proc = tune(sweep, "optimizer.lr=choice(0.05,1000,0.0000001)", "hydra.sweeper.sampler=grid",
+                "hydra.sweeper.n_trials=5", f"hydra.sweeper.seed={seed}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    trials = load_study(sweep).trials  # the grid's 3 points, not n_trials
+    assert [t.state.name for t in sorted(trials, key=lambda t: t.params["optimizer.lr"])] == \
+        ["PRUNED", "COMPLETE", "FAIL"]
+    by_lr = {t.params["optimizer.lr"]: results(sweep / t.user_attrs["dir"]) for t in trials}
+    assert by_lr[1000]["status"] == "diverged"
+    pruned = by_lr[1e-07]
+    assert (pruned["status"], pruned["pruned_epoch"], pruned["epochs"]) == ("pruned", 0, 1)
+    assert by_lr[0.05]["status"] == "ok" and by_lr[0.05]["epochs"] == 3
+    summary = (sweep / "summary.md").read_text()
+    assert "1 pruned" in summary and "1 diverged" in summary
+    # The same sweep dir with another search space is refused: Optuna keeps one distribution per key.
+    other = tune(sweep, "optimizer.lr=choice(0.1,0.2)")
+    assert other.returncode == 2 and "pass a new hydra.sweep.dir" in other.stderr
+
+
+@pytest.mark.slow
+def test_a_killed_study_continues_without_training_a_finished_trial_again(tmp_path):
+    sweep = tmp_path / "sweep"
+    arguments = ["optimizer.lr=tag(log, interval(0.01, 0.1))", "hydra.sweeper.n_trials=3",
+                 "hydra.sweeper.sampler=random", "hydra.sweeper.pruner=none", "trainer.max_epochs=4"]
+    command = [sys.executable, "-m", "lab.train", "-m", "hydra/sweeper=tune", *DIGITS,
+               f"hydra.sweep.dir={sweep}", *arguments]
+    proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True, env=dict(os.environ, PYTHONWARNINGS="ignore"))
+    deadline = time.time() + 300
+    while time.time() < deadline and not (sweep / "trial=001" / "checkpoints" / "last.ckpt").exists():
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    finished = {p.name: (p / "results.json").read_text() for p in sweep.glob("trial=*")
+                if (results(p) if (p / "results.json").exists() else {}).get("status") == "ok"}
+    interrupted = results(sweep / "trial=001")["status"] == "running"
+    assert "trial=000" in finished
+    again = run_train("-m", "hydra/sweeper=tune", *DIGITS, f"hydra.sweep.dir={sweep}", *arguments)
+    assert again.returncode == 0, again.stderr[-3000:]
+    trials = load_study(sweep).trials
+    assert len(trials) == 3 and all(t.state.name == "COMPLETE" for t in trials)
+    assert sorted(p.name for p in sweep.glob("trial=*")) == ["trial=000", "trial=001", "trial=002"]
+    for name, text in finished.items():  # untouched: not trained again
+        assert (sweep / name / "results.json").read_text() == text
+    if interrupted:  # continued from its last.ckpt in its own dir
+        assert results(sweep / "trial=001")["processes"] == 2
+
+
+def test_tuning_report_draws_the_study_and_gives_the_best_command(tmp_path):
+    """A study told by hand (4 complete, 1 pruned, 1 failed) in a sweep dir: figures, importances, tuning.md."""
+    import json
+
+    from optuna.trial import TrialState
+
+    from lab.report.tune import write_tuning_report
+    from lab.tune import open_study
+
+    tuned = settings(n_trials=6)
+    OmegaConf.save(OmegaConf.create({"hydra": {"sweeper": tuned}}), tmp_path / "multirun.yaml")
+    space, _, _ = search_space({}, ["optimizer.lr=tag(log, interval(0.001, 1))", "optimizer=choice(sgd,adam)"])
+    study = open_study(tuned, tmp_path, max_epochs=4)
+    study.set_user_attr("max_epochs", 4)
+    study.set_user_attr("fixed_overrides", ["dataset=digits"])
+    for number, (lr, name, state, value, epochs) in enumerate([
+            (0.01, "sgd", "COMPLETE", 0.9, 4), (0.5, "adam", "COMPLETE", 0.3, 4), (0.03, "adam", "COMPLETE", 0.7, 4),
+            (0.002, "sgd", "COMPLETE", 0.8, 4), (0.9, "sgd", "PRUNED", 0.2, 1), (0.1, "sgd", "FAIL", None, 2)]):
+        trial = study.ask(space)
+        trial.set_user_attr("dir", f"trial={number:03d}")
+        for step in range(1, min(epochs, 2) + 1):
+            trial.report(0.1 * step, step)
+        study.tell(trial, value if state == "COMPLETE" else None, state=TrialState[state])
+        (tmp_path / f"trial={number:03d}").mkdir()
+        (tmp_path / f"trial={number:03d}" / "results.json").write_text(json.dumps(
+            {"status": state.lower(), "epochs": epochs, "test_acc": value}))
+    figures = write_tuning_report([tmp_path], tmp_path / "out")
+    assert [p.name for p in figures] == ["tune_progress.png", "tune_params.png", "tune_importance.png"]
+    assert all(p.stat().st_size > 1000 for p in figures)
+    text = (tmp_path / "out" / "tuning.md").read_text()
+    best = study.best_trial
+    assert best.value == 0.9 and f"Best trial {best.number} (trial=000)" in text
+    assert f"python -m lab.train dataset=digits optimizer.lr={best.params['optimizer.lr']!r} optimizer=" in text
+    assert "Epochs trained: 19 of the 24 that 6 full trials of 4 epochs would cost (79%)" in text
+    assert "4 complete, 1 pruned, 1 fail" in text and "0.1000 (at stop)" in text  # the last epoch it reported
