@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 
 from lab.keys import run_overrides
 from lab.run_files import read_results
-from lab.slurm import check_and_watch, stop_watching
+from lab.slurm_queue import check_and_watch, stop_watching
 
 log = logging.getLogger("lab")
 

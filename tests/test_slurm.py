@@ -9,7 +9,7 @@ import time
 import pytest
 from omegaconf import OmegaConf
 
-from lab import slurm
+from lab import slurm, slurm_queue
 from lab.errors import ConfigError
 from tests.conftest import ROOT, results, run_train
 from tests.slurm_node import PARTITION, SlurmNode, SlurmUnavailable
@@ -93,11 +93,12 @@ def test_a_gpu_partition_takes_what_one_of_its_nodes_can_give(monkeypatch, chang
 def test_queue_line_counts_the_sweeps_jobs_by_state_and_reason(tmp_path):
     for name in ("12", "12_0", "12_1", "12_2", "14_0", "notes"):
         (tmp_path / ".submitit" / name).mkdir(parents=True)
-    assert slurm.submitted_arrays(str(tmp_path / ".submitit" / "%j")) == ["12", "14"]
-    assert slurm.submitted_arrays(str(tmp_path / ".submitit")) == []  # not a folder per job: nothing to watch
+    assert slurm_queue.submitted_arrays(str(tmp_path / ".submitit" / "%j")) == ["12", "14"]
+    assert slurm_queue.submitted_arrays(str(tmp_path / ".submitit")) == []  # not a folder per job: nothing to watch
     squeue = "RUNNING|None\nPENDING|Resources\nPENDING|Resources\nPENDING|BeginTime\n"
-    assert slurm.queue_line(["12"], squeue) == "Slurm job 12: 2 PENDING (Resources), 1 PENDING (BeginTime), 1 RUNNING"
-    assert slurm.queue_line(["12", "14"], "") is None
+    expected = "Slurm job 12: 2 PENDING (Resources), 1 PENDING (BeginTime), 1 RUNNING"
+    assert slurm_queue.queue_line(["12"], squeue) == expected
+    assert slurm_queue.queue_line(["12", "14"], "") is None
 
 
 def test_a_job_that_left_the_queue_without_a_result_is_named(tmp_path):
@@ -109,12 +110,12 @@ def test_a_job_that_left_the_queue_without_a_result_is_named(tmp_path):
         (tmp_path / job / f"{job}_submitted.pkl").write_bytes(b"")
         if result:
             (tmp_path / job / result).write_bytes(b"")
-    missing = slurm.jobs_without_result(str(tmp_path / "%j"))
+    missing = slurm_queue.jobs_without_result(str(tmp_path / "%j"))
     assert missing == ["12_1", "12_10", "14"]
-    line = slurm.stranded_line(["12"], missing, "multirun/x")
+    line = slurm_queue.stranded_line(["12"], missing, "multirun/x")
     assert line.startswith("Slurm job 12: no job is queued or running, yet 12_1, 12_10, 14 wrote no result")
     assert line.endswith("rerun the same command with resume=true hydra.sweep.dir=multirun/x")
-    assert slurm.stranded_line(["12"], [], "multirun/x") is None
+    assert slurm_queue.stranded_line(["12"], [], "multirun/x") is None
 
 
 def test_a_sigterm_inside_slurm_says_a_requeue_resumes_and_a_scancel_needs_resume_true(monkeypatch):
@@ -131,7 +132,7 @@ def test_other_launchers_are_not_checked(monkeypatch):
     monkeypatch.setattr(slurm, "scontrol", lambda *args: pytest.fail("scontrol called for submitit_local"))
     local = OmegaConf.create(dict(hydra=dict(launcher=dict(
         _target_="hydra_plugins.hydra_submitit_launcher.submitit_launcher.LocalLauncher", cpus_per_task=999))))
-    slurm.check_and_watch(local)
+    slurm_queue.check_and_watch(local)
 
 
 # --- a real Slurm ------------------------------------------------------------------------------------------
@@ -178,10 +179,10 @@ def requeue_mid_epoch(cluster, sweep_dir, proc) -> str:
     Slurm's hold (reason BeginTime, ~2 min) let the queue watch log it, then end the hold."""
     metrics = sweep_dir / "optimizer.lr=0.02" / "metrics.csv"
     wait_until(lambda: metrics.exists() and len(metrics.read_text().splitlines()) >= 2, "epoch 0", proc=proc)
-    job = f"{slurm.submitted_arrays(str(sweep_dir / '.submitit' / '%j'))[0]}_0"  # jobs go in sweep order
+    job = f"{slurm_queue.submitted_arrays(str(sweep_dir / '.submitit' / '%j'))[0]}_0"  # jobs go in sweep order
     assert cluster.run("scontrol", "requeue", job).returncode == 0
     wait_until(lambda: "PENDING BeginTime" in task_state(cluster, job), "requeued job", 60, proc)
-    time.sleep(slurm.POLL_S + 3)
+    time.sleep(slurm_queue.POLL_S + 3)
     assert cluster.run("scontrol", "update", f"jobid={job}", "starttime=now").returncode == 0
     return job
 
@@ -266,10 +267,10 @@ def test_a_job_cancelled_without_a_result_is_named_while_the_sweep_waits_for_it(
         # Once it trains: before Lightning's handler is in, submitit ignores SIGTERM and Slurm kills the job
         # KillWait later, with status running.
         wait_until(lambda: (sweep_dir / "0" / "metrics.csv").exists(), "first epoch", proc=proc)
-        job = slurm.jobs_without_result(str(sweep_dir / ".submitit" / "%j"))[0]  # one job: no array
+        job = slurm_queue.jobs_without_result(str(sweep_dir / ".submitit" / "%j"))[0]  # one job: no array
         assert cluster.run("scancel", job).returncode == 0
         warning = f"Slurm job {job}: no job is queued or running, yet {job} wrote no result"
-        wait_until(lambda: warning in stderr.read_text(), "stranded-job warning", 4 * slurm.POLL_S, proc)
+        wait_until(lambda: warning in stderr.read_text(), "stranded-job warning", 4 * slurm_queue.POLL_S, proc)
     finally:
         proc.kill()
         proc.wait()
