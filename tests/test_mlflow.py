@@ -6,6 +6,7 @@ import sys
 
 import pytest
 
+import lab
 from lab.config import validate
 from lab.errors import ConfigError
 from tests.conftest import ROOT, compose, results, run_train
@@ -66,5 +67,6 @@ def test_logger_mlflow_logs_into_one_store_under_the_project_root():
 def test_without_the_mlflow_package_logger_mlflow_says_to_install_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "mlflow", None)  # import mlflow now raises ModuleNotFoundError
     monkeypatch.delitem(sys.modules, "lab.mlflow_logger", raising=False)
+    monkeypatch.delattr(lab, "mlflow_logger", raising=False)  # else the import finds the package's attribute
     with pytest.raises(ConfigError, match=r'needs the mlflow package.*pip install -e "\.\[mlflow\]"'):
         validate(compose(["logger=mlflow"]))
