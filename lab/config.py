@@ -46,7 +46,7 @@ def reads_a_folder(cfg) -> bool:
 # (key, test, allowed range as the user should read it[, the fix when it is not "set it with key=...",
 # the configs the rule applies to])
 RULES = [
-    ("seed", is_int, "an integer"),
+    ("seed", lambda v: is_int(v) and 0 <= v < 2**32, "an integer in [0, 2^32) (numpy's seed range), e.g. 42"),
     ("resume", lambda v: isinstance(v, bool), "true or false"),
     ("cpu_threads", lambda v: v in (None, "auto") or (is_int(v) and v >= 1), "auto, null or an integer >= 1"),
     ("progress_every_s", lambda v: v is None or (is_number(v) and v > 0), "a number of seconds > 0, or null (off)"),

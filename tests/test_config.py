@@ -47,7 +47,7 @@ def test_multistep_is_the_labs_schedule():
     ("dataset.val_split=-0.1", "dataset.val_split"), ("optimizer.weight_decay=-1", "optimizer.weight_decay"),
     ("scheduler.milestones=[40,30]", "scheduler.milestones"),
     ("distill=soft_target distill.temperature=0 distill.teacher_ckpt=t.ckpt", "distill.temperature"),
-    ("distill=soft_target distill.alpha=-1 distill.teacher_ckpt=t.ckpt", "distill.alpha"), ("seed=1.5", "seed"),
+    ("distill=soft_target distill.alpha=-1 distill.teacher_ckpt=t.ckpt", "distill.alpha"), ("seed=1.5", "seed"), ("seed=-5", "seed"),
     ("model.channels_last=maybe", "model.channels_last"), ("trainer.max_epochs=ten", "trainer.max_epochs"),
     ("dataset=imagefolder dataset.root=signs dataset.image_size=0", "dataset.image_size"),
     ("cpu_threads=0", "cpu_threads"), ("progress_every_s=0", "progress_every_s"),

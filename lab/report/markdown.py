@@ -106,7 +106,7 @@ def summary_markdown(table, grouped, swept: list[str], fixed: list[str], sources
     if len(sources) > 1:
         text.append("Sources: " + "; ".join(f"{name}: {path}" for name, path in sources.items()) + "\n")
     text += [f"{len(table)} jobs: {status_counts(table.status)}. Swept: {', '.join(swept) or 'nothing'}. "
-             f"{BEST.strip()} marks the best test_acc (every job tied for it).\n", f"Fixed: {fixed_text}\n"]
+             f"{BEST.strip()} marks the best test_acc (each job that ties for it).\n", f"Fixed: {fixed_text}\n"]
     note = noise_note(table, grouped)
     text += [note] if note else []
     if grouped is not None:
