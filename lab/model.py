@@ -52,12 +52,16 @@ class Bottleneck(nn.Module):
         return torch.relu(out + self.shortcut(x))
 
 
+def last_branch_bn(block: nn.Module) -> nn.BatchNorm2d:
+    return block.bn3 if isinstance(block, Bottleneck) else block.bn2
+
+
 BLOCKS = {"basic": BasicBlock, "bottleneck": Bottleneck}
 
 
 class ResNet(nn.Module):
     def __init__(self, block: str, layers: list[int], num_classes: int, in_channels: int = 3,
-                 base_width: int = 64):
+                 base_width: int = 64, zero_init_residual: bool = False):
         super().__init__()
         block_cls = BLOCKS[block]
         self.stem = nn.Sequential(conv3x3(in_channels, base_width), nn.BatchNorm2d(base_width), nn.ReLU())
@@ -70,6 +74,9 @@ class ResNet(nn.Module):
                 channels = width * block_cls.expansion
         self.stages = nn.Sequential(*stages)
         self.head = nn.Linear(channels, num_classes)
+        if zero_init_residual:
+            for block in self.stages:
+                nn.init.zeros_(last_branch_bn(block).weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stages(self.stem(x))
@@ -81,7 +88,7 @@ def build_model(model_cfg, num_classes: int, in_channels: int) -> ResNet:
     if model_cfg["block"] not in BLOCKS:
         raise ValueError(f"model.block={model_cfg['block']!r} is not one of {sorted(BLOCKS)}")
     return ResNet(model_cfg["block"], list(model_cfg["layers"]), num_classes, in_channels,
-                  model_cfg.get("base_width", 64))
+                  model_cfg.get("base_width", 64), bool(model_cfg.get("zero_init_residual", False)))
 
 
 def count_params(net: nn.Module) -> int:

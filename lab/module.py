@@ -66,6 +66,9 @@ class Classifier(pl.LightningModule):
         self.save_hyperparameters(hparams)
         self.optimizer_factory, self.scheduler_cfg = optimizer_factory, scheduler_cfg
         self.per_class_acc, self.epoch_lr = None, None
+        # From the saved config (conf/train.yaml's loss node), so a resumed run trains with the same loss.
+        loss_cfg = (hparams.get("config") or {}).get("loss") or {}
+        self.label_smoothing = float(loss_cfg.get("label_smoothing", 0.0))
         # Not registered as submodules: the teacher's weights stay out of the student's checkpoint, and the
         # compiled wrapper would duplicate every key under _orig_mod.
         object.__setattr__(self, "distiller", distiller)
@@ -109,7 +112,8 @@ class Classifier(pl.LightningModule):
     def training_step(self, batch, batch_idx):
         images, labels = batch
         logits = self(images)
-        ce = F.cross_entropy(logits, labels)
+        # Smoothing is a training target only: val_loss and test_loss stay plain cross-entropy.
+        ce = F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
         loss = ce
         if self.distiller is not None:
             distill = self.distiller.loss(images, logits)  # one teacher forward, under no_grad

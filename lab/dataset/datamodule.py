@@ -1,8 +1,31 @@
 """Lightning's view of an ImageData: three DeviceLoaders on the device Lightning chose."""
+import logging
+import math
+
 import pytorch_lightning as pl
 
 from lab.dataset import ImageData
 from lab.dataset.loader import DeviceLoader
+
+log = logging.getLogger("lab")
+# Below this many optimizer steps an epoch, batch-norm statistics and the lr schedule get few updates:
+# a 600-image folder at batch 256 (2 steps) reached 0.87 test accuracy after 15 epochs, 0.985 at batch 32.
+MIN_STEPS_PER_EPOCH = 10
+
+
+def few_steps_warning(train_images: int, batch_size: int, world_size: int = 1, accumulate: int = 1) -> str | None:
+    """The warning for an epoch of fewer than MIN_STEPS_PER_EPOCH optimizer steps, or None."""
+    per_rank = train_images // world_size
+    batches = per_rank // batch_size if per_rank >= batch_size else 1  # drop_last only when a batch fills
+    steps = math.ceil(batches / accumulate)
+    if steps >= MIN_STEPS_PER_EPOCH:
+        return None
+    # Batch norm needs 2+ images a batch.
+    fitting = 2 ** max(1, int(math.log2(max(1, per_rank // (MIN_STEPS_PER_EPOCH * accumulate)))))
+    per_device = f" per device, {world_size} devices" if world_size > 1 else ""
+    return (f"an epoch is only {steps} optimizer step(s) ({train_images} training images, dataset.batch_size="
+            f"{batch_size}{per_device}): batch norm and the lr schedule get few updates and the run may end far "
+            f"below what the data allows; try dataset.batch_size={fitting} ({MIN_STEPS_PER_EPOCH}+ steps an epoch)")
 
 
 class DataModule(pl.LightningDataModule):
@@ -11,6 +34,14 @@ class DataModule(pl.LightningDataModule):
         self.data, self.batch_size, self.augment = data, batch_size, augment
         self.seed, self.channels_last = seed, channels_last
         self.device = None
+
+    def setup(self, stage: str) -> None:
+        if stage == "fit" and self.trainer.is_global_zero:
+            trainer = self.trainer
+            message = few_steps_warning(len(self.data.train_labels), self.batch_size, trainer.world_size,
+                                        trainer.accumulate_grad_batches)
+            if message:
+                log.warning(message)
 
     def to_device(self) -> None:
         # One copy of the data, moved once: on CUDA the uint8 set (~184 MB for CIFAR-100) lives on the GPU.
