@@ -2,10 +2,8 @@
 a ResNet50 that trains where the default-initialised one blew up."""
 import logging
 import math
-import pickle
 from types import SimpleNamespace
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
