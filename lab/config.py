@@ -82,6 +82,8 @@ RULES = [
                                                      and all(a < b for a, b in zip(v, v[1:]))),
      "strictly increasing positive epochs, e.g. [30, 40]"),
     ("scheduler.gamma", lambda v: v is None or (is_number(v) and v > 0), "a number > 0, e.g. 0.1"),
+    ("scheduler.warmup_epochs", lambda v: v is None or (is_number(v) and v >= 0), "a number of epochs >= 0, e.g. 1"),
+    ("loss.label_smoothing", lambda v: v is None or (is_number(v) and 0 <= v < 1), "a number in [0, 1), e.g. 0.1"),
     ("distill.kind", lambda v: v is None or v in DISTILL_KINDS, "one of " + ", ".join(DISTILL_KINDS)),
     ("distill.teacher_ckpt", lambda v: bool(v), "a teacher's run dir or its checkpoints/best.ckpt",
      "train one with python -m lab.train +experiment=teacher and pass distill.teacher_ckpt=<its run dir>",
@@ -134,7 +136,8 @@ def check_unknown_keys(cfg) -> None:
 # Groups that become a call of their _target_: each key must be one of its keyword arguments, or lab's own
 # (the scheduler's interval). Caught here, a typo costs one line before any data is loaded, not a traceback
 # from inside fit.
-CALLED_GROUPS = {"optimizer": {"params"}, "scheduler": {"interval", "optimizer"}, "trainer": set(), "logger": set()}
+CALLED_GROUPS = {"optimizer": {"params"}, "scheduler": {"interval", "optimizer", "warmup_epochs"}, "trainer": set(),
+                 "logger": set()}
 HYDRA_KEYS = {"_target_", "_partial_", "_recursive_", "_convert_", "_args_"}
 
 

@@ -51,7 +51,8 @@ def test_multistep_is_the_labs_schedule():
     ("seed=1.5", "seed"), ("seed=-5", "seed"),
     ("model.channels_last=maybe", "model.channels_last"), ("trainer.max_epochs=ten", "trainer.max_epochs"),
     ("dataset=imagefolder dataset.root=signs dataset.image_size=0", "dataset.image_size"),
-    ("cpu_threads=0", "cpu_threads"), ("progress_every_s=0", "progress_every_s"),
+    ("cpu_threads=0", "cpu_threads"), ("scheduler.warmup_epochs=-1", "scheduler.warmup_epochs"),
+    ("loss.label_smoothing=1", "loss.label_smoothing"), ("progress_every_s=0", "progress_every_s"),
     ("+trainer.check_val_every_n_epoch=2", "trainer.check_val_every_n_epoch"),
     ("+trainer.val_check_interval=0.5", "trainer.val_check_interval"),
 ])
