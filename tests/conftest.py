@@ -24,7 +24,7 @@ def compose(overrides=(), config_name="train"):
 
 
 def run_module(module: str, *args, env=None, timeout=600, cwd=None) -> subprocess.CompletedProcess:
-    full_env = dict(os.environ, PYTHONWARNINGS="ignore", **(env or {}))
+    full_env = {**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})}
     return subprocess.run([sys.executable, "-m", module, *map(str, args)], capture_output=True, text=True,
                           env=full_env, timeout=timeout, cwd=cwd or ROOT)
 

@@ -4,6 +4,7 @@ import os
 import time
 from types import SimpleNamespace
 
+import pytest
 import torch
 
 from lab.recorder import EpochRecorder
@@ -30,6 +31,7 @@ def test_an_output_dir_that_cannot_be_created_is_one_line(tmp_path):
     assert f"cannot create the output dir {tmp_path / 'a_file' / 'run'}" in line and "hydra.run.dir=" in line
 
 
+@pytest.mark.slow
 def test_a_damaged_last_ckpt_resumes_from_best_and_all_damaged_is_one_line(tmp_path):
     run_dir = tmp_path / "run"
     common = ["dataset=digits", *TINY, f"hydra.run.dir={run_dir}"]
