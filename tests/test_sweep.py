@@ -107,7 +107,7 @@ def test_resume_with_nothing_to_resume_says_so_and_trains(tmp_path):
 def test_joblib_launcher_runs_two_jobs_at_once(tmp_path):
     sweep_dir = tmp_path / "par"
     proc = run_train("-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "dataset=digits",
-                     "trainer.max_epochs=4", *TINY, "seed=1,2", f"hydra.sweep.dir={sweep_dir}")  # long enough to overlap
+                     "trainer.max_epochs=4", *TINY, "seed=1,2", f"hydra.sweep.dir={sweep_dir}")  # jobs that overlap
     assert proc.returncode == 0, proc.stderr[-2000:]
     (a, b) = [results(sweep_dir / f"seed={s}") for s in (1, 2)]
     assert a["started_at"] < b["finished_at"] and b["started_at"] < a["finished_at"]  # overlapping
