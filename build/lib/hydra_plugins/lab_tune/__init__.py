@@ -1,1 +1,0 @@
-"""lab's Optuna sweeper, registered as hydra/sweeper=tune (Hydra imports every module under hydra_plugins)."""

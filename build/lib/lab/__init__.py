@@ -1,1 +1,0 @@
-"""lab: Hydra-composed CNN image-classification experiments on PyTorch Lightning."""

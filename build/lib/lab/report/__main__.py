@@ -1,5 +1,0 @@
-import sys
-
-from lab.report.write import main
-
-sys.exit(main())
