@@ -66,7 +66,7 @@ class Classifier(pl.LightningModule):
         self.save_hyperparameters(hparams)
         self.optimizer_factory, self.scheduler_cfg = optimizer_factory, scheduler_cfg
         self.per_class_acc, self.epoch_lr = None, None
-        # From the saved config (conf/train.yaml's loss node), so a resumed run trains with the same loss.
+        # conf/train.yaml's loss node, from the run's config in hparams (lab.bench builds one without a config).
         loss_cfg = (hparams.get("config") or {}).get("loss") or {}
         self.label_smoothing = float(loss_cfg.get("label_smoothing", 0.0))
         # Not registered as submodules: the teacher's weights stay out of the student's checkpoint, and the

@@ -8,8 +8,6 @@ from omegaconf import OmegaConf
 from torch.optim.lr_scheduler import LRScheduler
 
 log = logging.getLogger("lab")
-# conf/scheduler/ keys that lab reads itself; the rest are the torch scheduler's arguments.
-LAB_KEYS = ("interval", "warmup_epochs")
 
 
 class LinearWarmup(LRScheduler):

@@ -55,6 +55,8 @@ def test_multistep_is_the_labs_schedule():
     ("loss.label_smoothing=1", "loss.label_smoothing"), ("progress_every_s=0", "progress_every_s"),
     ("+trainer.check_val_every_n_epoch=2", "trainer.check_val_every_n_epoch"),
     ("+trainer.val_check_interval=0.5", "trainer.val_check_interval"),
+    ("model.shortcut=pool", "model.shortcut"), ("model.zero_init_residual=yes", "model.zero_init_residual"),
+    ("optimizer.nesterov=1", "optimizer.nesterov"),
 ])
 def test_out_of_range_values_name_the_key_and_the_range(override, key):
     overrides = override.split() if not override.startswith("scheduler.") else ["scheduler=multistep", override]

@@ -13,14 +13,15 @@ log = logging.getLogger("lab")
 MIN_STEPS_PER_EPOCH = 10
 
 
-def few_steps_warning(train_images: int, batch_size: int, world_size: int = 1, accumulate: int = 1) -> str | None:
+def few_steps_warning(train_images: int, batch_size: int, world_size: int = 1,
+                      accumulate: int = 1) -> str | None:
     """The warning for an epoch of fewer than MIN_STEPS_PER_EPOCH optimizer steps, or None."""
     per_rank = train_images // world_size
     batches = per_rank // batch_size if per_rank >= batch_size else 1  # drop_last only when a batch fills
     steps = math.ceil(batches / accumulate)
     if steps >= MIN_STEPS_PER_EPOCH:
         return None
-    # Batch norm needs 2+ images a batch.
+    # The largest power of two that gives MIN_STEPS_PER_EPOCH steps, and 2 at least (batch norm needs 2+ images).
     fitting = 2 ** max(1, int(math.log2(max(1, per_rank // (MIN_STEPS_PER_EPOCH * accumulate)))))
     per_device = f" per device, {world_size} devices" if world_size > 1 else ""
     return (f"an epoch is only {steps} optimizer step(s) ({train_images} training images, dataset.batch_size="
