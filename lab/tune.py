@@ -49,7 +49,9 @@ def make_pruner(settings, max_epochs: int):
 
     first, factor = settings.min_epochs, settings.reduction_factor
     if settings.pruner == "asha":
-        return optuna.pruners.SuccessiveHalvingPruner(min_resource=first, reduction_factor=factor)
+        from lab.tune_asha import ASHAPruner
+
+        return ASHAPruner(first, factor, max_epochs)
     if settings.pruner == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=first, max_resource=max_epochs, reduction_factor=factor)
     if settings.pruner == "median":
