@@ -2,6 +2,7 @@
 
 Every file is written to a temp file in the same dir and renamed over the target, so a killed run leaves
 either the old file or the new one, never half of one (a sweep's resume trusts results.json)."""
+import functools
 import json
 import math
 import os
@@ -48,9 +49,12 @@ def read_results(run_dir: Path) -> dict | None:
         return None
 
 
+@functools.cache
 def git_state() -> dict:
     """{"git_commit": HEAD, "git_dirty": True when tracked files differ from it}: a result from an edited tree
-    names the commit it started from, and says so. None for both outside a git checkout."""
+    names the commit it started from, and says so. None for both outside a git checkout. Read once a process,
+    at a run's start (its first results.json): the code in memory is that commit's, whatever is committed or
+    edited while it trains."""
     def git(*args):
         out = subprocess.run(["git", *args], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent)
         return out.stdout.strip() if out.returncode == 0 else None

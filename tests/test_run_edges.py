@@ -89,3 +89,19 @@ def test_cpu_threads_take_a_number_or_the_idle_cores(monkeypatch):
         assert set_cpu_threads("auto") == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_the_commit_is_read_at_the_start_of_a_run_not_at_its_end(monkeypatch):
+    """The first results.json of a run (status running) reads git; a commit made while it trains does not
+    change what its final results.json names: the code in memory is the first one's."""
+    import subprocess
+
+    from lab import run_files
+
+    run_files.git_state.cache_clear()
+    heads = iter(["aaa111\n", "", "bbb222\n", ""])  # rev-parse HEAD, then status --porcelain, twice
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: SimpleNamespace(returncode=0, stdout=next(heads)))
+    at_start = run_files.git_state()
+    at_end = run_files.git_state()
+    run_files.git_state.cache_clear()
+    assert at_start == at_end == {"git_commit": "aaa111", "git_dirty": False}
