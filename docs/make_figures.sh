@@ -2,7 +2,7 @@
 # Regenerates docs/study_report/ (REPORT.md, its figures and each step's summary.md) with the one lab.study
 # command of docs/study.md: all seven steps of the lab's report on scikit-learn's digits, 3 epochs, 16-wide
 # nets (12 epochs for MultiStepLR, its milestones at 6 and 9), and task 6 on a drawn 4-class arrow folder
-# (60 train / 20 test 32x32 images per class; tests/images.py draws it). About 8 min on 2 idle cores.
+# (200 train / 50 test 32x32 images per class; tests/images.py draws it). About 8 min on 2 idle cores.
 # Usage: bash docs/make_figures.sh   (OUT=dir puts the study elsewhere; rerun to continue an interrupted
 # study, rm -rf the dir first to train everything again)
 set -euo pipefail
@@ -11,7 +11,7 @@ PY=${PY:-.venv/bin/python}
 OUT=${OUT:-studies/docs}
 SIGNS=${SIGNS:-studies/docs_signs}
 [ -d "$SIGNS" ] || "$PY" -c "import sys; from pathlib import Path; from tests.images import arrow_folder; \
-arrow_folder(Path(sys.argv[1]), {'train_dataset': 60, 'test_dataset': 20}, size=32)" "$SIGNS"
+arrow_folder(Path(sys.argv[1]), {'train_dataset': 200, 'test_dataset': 50}, size=32)" "$SIGNS"
 
 status=0
 "$PY" -m lab.study "study.dir=$OUT" dataset=digits trainer.max_epochs=3 model.base_width=16 \

@@ -186,3 +186,15 @@ def test_jobs_per_gpu_lists_each_gpu_that_many_times_for_a_joblib_launcher(monke
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     _, steps = commands(DIGITS + ["study.jobs_per_gpu=2"])
     assert not any(o.startswith("gpu_pool") for o in steps["t3"].command)
+
+
+def test_a_single_run_step_is_labelled_by_its_model_or_its_published_label(tmp_path):
+    study, _, _, _ = plan_study(["study.steps=[t1,teacher]"])
+    for step, model in (("t1", "resnet10"), ("teacher", "resnet50")):
+        fake_job(tmp_path / step, "0", 0.9, 0.03)
+        record = json.loads((tmp_path / step / "0" / "results.json").read_text())
+        (tmp_path / step / "0" / "results.json").write_text(json.dumps(dict(record, model=model)))
+    steps = [Step(name, study["plan"][name]) for name in ("t1", "teacher")]
+    report = write_study_report(study, tmp_path, steps, {}, [], "python -m lab.study")
+    labels = {s["name"]: [row["label"] for row in s["jobs"]] for s in report["steps"]}
+    assert labels == {"t1": ["ResNet10, SGD lr 0.03"], "teacher": ["resnet50, one run"]}

@@ -43,7 +43,11 @@ def step_jobs(out: Path, step, match: str | None) -> tuple[list[dict], bool]:
 def job_label(job, keys: list[str], match: str | None) -> str:
     if keys:
         return ", ".join(f"{k}={cell(k, job[k])}" for k in keys)
-    return f"{match}={job.match_value}" if match else str(job.job)
+    if match:
+        return f"{match}={job.match_value}"
+    # A single run's dir name (0) says nothing: its model does (a published label replaces it, add_published).
+    model = (read_results(Path(job.run_dir)) or {}).get("model")
+    return f"{model}, one run" if model else str(job.job)
 
 
 def none_if_nan(value):
@@ -85,7 +89,7 @@ def add_published(rows: list[dict], published: list[dict], about: dict) -> list[
         unmatched.remove(found)
         row["published_acc"], row["published_time_s"] = found.get("test_acc"), found.get("total_time_s")
         row["published_label"] = found.get("label") or str(found.get("value"))
-        if str(row["label"]).isdigit() and found.get("label"):  # a single run's dir name (0) says nothing
+        if (str(row["label"]).endswith(", one run") or str(row["label"]).isdigit()) and found.get("label"):
             row["label"] = found["label"]
         same_data = row["dataset"] == about.get("dataset") and about.get("test_images")
         if same_data and row["test_acc"] is not None and row["test_images"] and found.get("test_acc") is not None:

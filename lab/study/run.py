@@ -64,7 +64,9 @@ class Progress:
             self.seen[path] = stamp
             self.done[step] = self.done.get(step, 0) + 1
             self.ended_now += 1
-            log.info(self.line(step, path.name, results))
+            # A single run's dir is 0: its model names it.
+            job = path.name if not path.name.isdigit() else f"({results.get('model', 'one run')})"
+            log.info(self.line(step, job, results))
 
     def line(self, step: str, job: str, results: dict) -> str:
         acc = results.get("test_acc")
