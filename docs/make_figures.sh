@@ -2,7 +2,7 @@
 # Regenerates docs/study_report/ (REPORT.md, its figures and each step's summary.md) with the one lab.study
 # command of docs/study.md: all seven steps of the lab's report on scikit-learn's digits, 3 epochs, 16-wide
 # nets (12 epochs for MultiStepLR, its milestones at 6 and 9), and task 6 on a drawn 4-class arrow folder
-# (200 train / 50 test 32x32 images per class; tests/images.py draws it). About 8 min on 2 idle cores.
+# (200 train / 50 test 32x32 images per class; tests/images.py draws it). About 3 min on 2 idle cores.
 # Usage: bash docs/make_figures.sh   (OUT=dir puts the study elsewhere; rerun to continue an interrupted
 # study, rm -rf the dir first to train everything again)
 set -euo pipefail
