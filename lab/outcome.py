@@ -145,8 +145,8 @@ def fail(cfg, run_dir: Path, err: Exception, records_run: bool = True) -> str:
         log_file_only("".join(traceback.format_exception(err)))
     if not records_run:
         return message
-    began = (run_dir / "results.json").exists()
-    if user_error and not began and not in_sweep() and not cfg.get("resume") and is_rank_zero():
+    trained = any((run_dir / name).exists() for name in ("metrics.csv", "checkpoints"))
+    if user_error and not trained and not in_sweep() and not cfg.get("resume") and is_rank_zero():
         remove_run_dir(run_dir)
         return message
     record_stop(cfg, run_dir, dict(status="failed", error=message, test_acc=None),
@@ -155,9 +155,10 @@ def fail(cfg, run_dir: Path, err: Exception, records_run: bool = True) -> str:
 
 
 def remove_run_dir(run_dir: Path) -> None:
-    """Hydra's own files only (.hydra/, the log): nothing of a run is lost. The date dir above goes too
-    when this run was its only one."""
-    if any(p.name not in (".hydra", "train.log", "eval.log", "predict.log") for p in run_dir.iterdir()):
+    """Hydra's own files only (.hydra/, the log) and the run's "running" mark: nothing of a run is lost. The
+    date dir above goes too when this run was its only one."""
+    if any(p.name not in (".hydra", "train.log", "eval.log", "predict.log", "results.json")
+           for p in run_dir.iterdir()):
         return
     shutil.rmtree(run_dir, ignore_errors=True)
     try:

@@ -25,6 +25,13 @@ def test_a_user_error_before_a_single_run_begins_leaves_no_run_dir(tmp_path):
     assert not (tmp_path / "day").exists()  # nor the empty date dir above it
 
 
+def test_a_data_error_before_the_first_epoch_leaves_no_run_dir(tmp_path):
+    run_dir = tmp_path / "day" / "run"
+    line = one_error_line(run_train("dataset=imagefolder", f"dataset.root={tmp_path / 'no_such_folder'}",
+                                    f"hydra.run.dir={run_dir}"))
+    assert "no_such_folder does not exist" in line and not (tmp_path / "day").exists()
+
+
 def test_an_output_dir_that_cannot_be_created_is_one_line(tmp_path):
     (tmp_path / "a_file").write_text("not a folder")
     line = one_error_line(run_train("dataset=digits", f"hydra.run.dir={tmp_path / 'a_file' / 'run'}"))
