@@ -18,7 +18,7 @@ class TuneSweeperConf:
     direction: str = "maximize"   # maximize | minimize
     epoch_metric: str = "val_acc"  # the metrics.csv column each epoch reports to the pruner (same direction)
     min_epochs: int = 1           # no trial is pruned before this many epochs (the first rung)
-    reduction_factor: int = 3     # asha/hyperband keep 1 in this many trials at each rung (1, 3, 9, ... epochs)
+    reduction_factor: int = 4     # asha/hyperband keep 1 in this many trials at each rung (epochs 1, 4, 16, ...)
     seed: Optional[int] = None    # the sampler's seed; null: the run's seed
     study_name: str = "lab"
     storage: Optional[str] = None  # null: <sweep dir>/tune.journal; or an Optuna URL (sqlite:///path.db)
