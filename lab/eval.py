@@ -52,6 +52,17 @@ def dataset_config(cfg, hp: dict, ckpt_path: Path):
     return OmegaConf.create(dataset_cfg), data_dir
 
 
+# The class counts of the datasets lab downloads: a checkpoint with another count is refused before a download.
+DOWNLOADED_CLASSES = {"cifar10": 10, "cifar100": 100, "gtsrb": 43}
+
+
+def check_class_count(dataset_cfg, hp: dict, ckpt_path: Path) -> None:
+    known, trained = DOWNLOADED_CLASSES.get(dataset_cfg.get("name")), len(hp["class_names"])
+    if known is not None and known != trained:
+        raise DataError(f"dataset={dataset_cfg.name} has {known} classes but {ckpt_path} was trained on {trained}: "
+                        f"evaluate on the dataset it was trained on")
+
+
 def check_matches(data, hp: dict, ckpt_path: Path) -> None:
     expected = list(hp["class_names"])
     if list(data.class_names) != expected:
@@ -152,6 +163,7 @@ def score_checkpoint(cfg: DictConfig, out_dir: Path) -> dict:
     ckpt_path = checkpoint_path(cfg, "lab.eval")
     net, hp = net_from_checkpoint(load_checkpoint(ckpt_path), ckpt_path)
     dataset_cfg, data_dir = dataset_config(cfg, hp, ckpt_path)
+    check_class_count(dataset_cfg, hp, ckpt_path)
     data = load_dataset(dataset_cfg, data_dir)
     check_matches(data, hp, ckpt_path)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")

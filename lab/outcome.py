@@ -145,8 +145,10 @@ def fail(cfg, run_dir: Path, err: Exception, records_run: bool = True) -> str:
         log_file_only("".join(traceback.format_exception(err)))
     if not records_run:
         return message
-    trained = any((run_dir / name).exists() for name in ("metrics.csv", "checkpoints"))
-    if user_error and not trained and not in_sweep() and not cfg.get("resume") and is_rank_zero():
+    # Nothing of a run yet: no epoch, no checkpoint, and no results.json but this run's own "running" mark.
+    began = any((run_dir / name).exists() for name in ("metrics.csv", "checkpoints")) or \
+        (read_results(run_dir) or {"status": "running"})["status"] != "running"
+    if user_error and not began and not in_sweep() and not cfg.get("resume") and is_rank_zero():
         remove_run_dir(run_dir)
         return message
     record_stop(cfg, run_dir, dict(status="failed", error=message, test_acc=None),

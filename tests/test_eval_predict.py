@@ -106,6 +106,10 @@ def test_eval_refuses_other_classes_and_missing_checkpoints(trained, tmp_path):
         run_in_process(evaluate, "eval", [f"ckpt_path={run_dir / 'checkpoints' / 'best.ckpt'}", "dataset=imagefolder",
                                           f"dataset.root={tmp_path / 'colours'}",
                                           f"paths.data_dir={tmp_path / 'data'}"], tmp_path)
+    with pytest.raises(DataError, match="dataset=cifar10 has 10 classes but .*best.ckpt was trained on 4"):
+        run_in_process(evaluate, "eval", [f"ckpt_path={run_dir}", "dataset=cifar10",
+                                          f"paths.data_dir={tmp_path / 'downloads'}"], tmp_path)
+    assert not (tmp_path / "downloads").exists()  # refused before any download
     with pytest.raises(CheckpointError, match="nothing.ckpt does not exist"):
         run_in_process(evaluate, "eval", [f"ckpt_path={tmp_path / 'nothing.ckpt'}"], tmp_path)
 
