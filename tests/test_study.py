@@ -150,11 +150,12 @@ def test_a_study_resumes_after_ctrl_c_and_kill_9_without_training_a_finished_job
     done = finished_at(study_dir)
     assert set(done) == {"t1/0", "t3/optimizer.lr=0.05"}
 
-    everything = ["study.steps=[t1,t3,t5,t6]", *tiny]
+    # The teacher's 8 epochs leave a few seconds to stop it in: at 3 a job of the cut-down study trains ~1 s.
+    everything = ["study.steps=[t1,t3,t5,t6]", *tiny, 'study.plan.teacher.overrides=["trainer.max_epochs=8"]']
     for stop in (signal.SIGINT, signal.SIGKILL):
         proc = study_proc(tmp_path, *everything)
         while not mid_training(study_dir) and proc.poll() is None:  # stop a job after its first epoch
-            time.sleep(0.2)
+            time.sleep(0.05)
         proc.send_signal(stop)
         err = proc.communicate(timeout=300)[1]
         if stop == signal.SIGINT:
@@ -198,3 +199,29 @@ def test_a_single_run_step_is_labelled_by_its_model_or_its_published_label(tmp_p
     report = write_study_report(study, tmp_path, steps, {}, [], "python -m lab.study")
     labels = {s["name"]: [row["label"] for row in s["jobs"]] for s in report["steps"]}
     assert labels == {"t1": ["ResNet10, SGD lr 0.03"], "teacher": ["resnet50, one run"]}
+
+
+def test_progress_counts_each_job_once_across_commands(tmp_path, caplog):
+    """An earlier command left one job finished and one failed; this one skips the first (resume=true may
+    rewrite its results.json) and reruns the second, which fails again: 2 of 2 jobs, one line for the rerun."""
+    import logging
+
+    from lab.study.run import Progress
+
+    step_dir = tmp_path / "t3"
+    fake_job(step_dir, "optimizer.lr=0.03", 0.9, 0.03)
+    fake_job(step_dir, "optimizer.lr=-1", None, -1, status="failed")
+    progress = Progress({"t3": 2})
+    progress.begin("t3", step_dir)
+    progress.scan("t3", step_dir)
+    assert progress.done == {"t3": 1}  # the stale failed results.json is not a job that ended now
+    time.sleep(0.01)
+    for name in ("optimizer.lr=0.03", "optimizer.lr=-1"):  # both results.json rewritten by this command
+        record = step_dir / name / "results.json"
+        record.write_text(record.read_text())
+    with caplog.at_level(logging.INFO, logger="lab"):
+        progress.scan("t3", step_dir)
+        progress.scan("t3", step_dir)
+    lines = [r.message for r in caplog.records if r.message.startswith("study: t3")]
+    assert progress.done == {"t3": 2} and len(lines) == 1 and "optimizer.lr=-1: failed" in lines[0]
+    assert "2/2 jobs" in lines[0]

@@ -42,16 +42,18 @@ class Progress:
 
     def __init__(self, totals: dict):
         self.totals, self.started = totals, time.time()
-        self.done, self.ended_now, self.seen = {}, 0, {}
+        self.done, self.ended_now, self.seen, self.ended = {}, 0, {}, set()
 
     def total(self) -> int:
         return sum(n or 0 for n in self.totals.values())
 
     def begin(self, step: str, step_dir: Path) -> None:
         """Jobs a step finished in an earlier command are done already (resume=true skips them)."""
-        finished = [p for p in job_dirs(step_dir) if (read_results(p) or {}).get("status") in FINISHED]
-        for path in finished:
+        earlier = job_dirs(step_dir)
+        for path in earlier:  # what an earlier command left: only a change from now on is a job that ends
             self.seen[path] = mtime(path)
+        finished = [p for p in earlier if (read_results(p) or {}).get("status") in FINISHED]
+        self.ended.update(finished)
         self.done[step] = len(finished)
         if finished:
             log.info(f"study: {step}: {len(finished)} job(s) finished earlier, skipped")
@@ -59,9 +61,10 @@ class Progress:
     def scan(self, step: str, step_dir: Path) -> None:
         for path in job_dirs(step_dir):
             results, stamp = read_results(path) or {}, mtime(path)
-            if results.get("status") not in ENDED or self.seen.get(path) == stamp:
+            if results.get("status") not in ENDED or self.seen.get(path) == stamp or path in self.ended:
                 continue
             self.seen[path] = stamp
+            self.ended.add(path)  # a job's results.json can be rewritten after it ends: one line, one count
             self.done[step] = self.done.get(step, 0) + 1
             self.ended_now += 1
             # A single run's dir is 0: its model names it.
