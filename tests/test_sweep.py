@@ -60,6 +60,7 @@ def test_resume_skips_finished_jobs_and_reruns_the_failed_one(lr_sweep):
     assert proc.returncode == 1  # the failed job was run again and failed again
 
 
+@pytest.mark.slow  # five lab.train runs, 33 s: the fast suite keeps the skip/rerun resume tests
 def test_resume_continues_an_unfinished_run_from_last_ckpt(tmp_path):
     run_dir = tmp_path / "run"
     common = ["dataset=digits", *TINY,
