@@ -5,13 +5,14 @@ import difflib
 import os
 from pathlib import Path
 
-from lab.config import CONF
+from lab.config import CONF, ddp_under_multirun
 from lab.errors import ConfigError
 
 
 def check_command_line(argv: list[str]) -> None:
     check_group_options(argv)
     check_output_dir(argv)
+    check_ddp_under_multirun(argv)
 
 
 def check_group_options(argv: list[str]) -> None:
@@ -56,3 +57,23 @@ def check_output_dir(argv: list[str]) -> None:
         problem = "is not a folder" if not existing.is_dir() else "is not writable"
         raise ConfigError(f"cannot create the output dir {target}: {existing} {problem}; pass {key}=<a folder "
                           f"you can write>")
+
+
+def several_devices(value: str) -> bool:
+    """A typed trainer.devices (or a sweep over several) that means DDP: a count above 1, -1 (all), a list."""
+    if value.startswith("["):
+        return "," in value
+    return any(v.strip().lstrip("-").isdigit() and (int(v) > 1 or int(v) == -1) for v in value.split(","))
+
+
+def check_ddp_under_multirun(argv: list[str]) -> None:
+    """DDP typed on a -m command line: one line before any job, where every job would fail alike
+    (lab/config.py's check_ddp_outside_sweeps still catches DDP set in a yaml, job by job). The slurm
+    launchers start each rank with srun, so DDP jobs are theirs to run."""
+    typed = dict(a.lstrip("+").split("=", 1) for a in argv if "=" in a and a[0] != "-")
+    if not any(a in ("-m", "--multirun") for a in argv) or "slurm" in typed.get("hydra/launcher", "") \
+            or int(os.environ.get("SLURM_NTASKS", "1") or 1) > 1:
+        return
+    devices = typed.get("trainer.devices")
+    if (devices is not None and several_devices(devices)) or (devices is None and typed.get("trainer") == "ddp"):
+        raise ConfigError(ddp_under_multirun(devices or "2 (conf/trainer/ddp.yaml)"))

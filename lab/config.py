@@ -217,9 +217,13 @@ def check_ddp_outside_sweeps(cfg) -> None:
     # Under Slurm, srun starts every rank itself (one task each): no rank re-executes the sweep.
     slurm_ranks = int(os.environ.get("SLURM_NTASKS", "1") or 1) > 1
     if ddp and not slurm_ranks and HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
-        raise ConfigError(f"trainer.devices={cfg.trainer.devices} (DDP) cannot run under -m (each DDP process "
-                          "would relaunch the sweep): run one job per GPU with hydra/launcher=joblib "
-                          "gpu_pool=[0,1,...] or hydra/launcher=slurm, or drop -m for a single DDP run")
+        raise ConfigError(ddp_under_multirun(cfg.trainer.devices))
+
+
+def ddp_under_multirun(devices) -> str:
+    return (f"trainer.devices={devices} (DDP) cannot run under -m (each DDP process would relaunch the sweep): "
+            "run one job per GPU with hydra/launcher=joblib gpu_pool=[0,1,...] or hydra/launcher=slurm, or drop "
+            "-m for a single DDP run")
 
 
 def validate(cfg) -> None:

@@ -91,7 +91,30 @@ def test_ddp_on_cpu_with_two_processes(tmp_path):
 
 
 def test_ddp_under_multirun_is_refused_with_the_launcher_route(tmp_path):
-    proc = run_train("-m", "trainer=ddp", "dataset=digits", "seed=1,2", f"hydra.sweep.dir={tmp_path}")
-    assert proc.returncode == 1
-    assert "hydra/launcher=joblib" in proc.stderr and "Traceback" not in proc.stderr
-    assert results(tmp_path / "seed=1")["status"] == "failed"
+    # Typed on the command line: one line before any job.
+    proc = run_train("-m", "trainer=ddp", "dataset=digits", "seed=1,2", f"hydra.sweep.dir={tmp_path / 'typed'}")
+    assert proc.returncode == 2 and proc.stderr.count("error:") == 1 and "hydra/launcher=joblib" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "typed").exists()
+    # From a yaml (here a config dir's trainer option): each job fails with the same line.
+    (tmp_path / "conf" / "trainer").mkdir(parents=True)
+    (tmp_path / "conf" / "trainer" / "two.yaml").write_text("defaults: [ddp]\n")
+    proc = run_train("-m", f"--config-dir={tmp_path / 'conf'}", "trainer=two", "dataset=digits", "seed=1,2",
+                     f"hydra.sweep.dir={tmp_path / 'yaml'}")
+    assert proc.returncode == 1 and "hydra/launcher=joblib" in proc.stderr and "Traceback" not in proc.stderr
+    assert results(tmp_path / "yaml" / "seed=1")["status"] == "failed"
+
+
+@pytest.mark.parametrize("argv,refused", [
+    (["-m", "trainer=ddp"], True), (["-m", "trainer.devices=4"], True), (["-m", "trainer.devices=1,2"], True),
+    (["-m", "trainer.devices=[0,1]"], True), (["-m", "trainer=ddp", "trainer.devices=1"], False),
+    (["trainer=ddp"], False), (["-m", "trainer=ddp", "hydra/launcher=slurm"], False), (["-m", "seed=1,2"], False),
+])
+def test_ddp_typed_under_multirun_is_refused_before_hydra(argv, refused):
+    from lab.cli import check_ddp_under_multirun
+    from lab.errors import ConfigError
+
+    if refused:
+        with pytest.raises(ConfigError, match="cannot run under -m"):
+            check_ddp_under_multirun(argv)
+    else:
+        check_ddp_under_multirun(argv)
