@@ -99,6 +99,7 @@ def test_teacher_from_another_validation_split_is_warned_about(teacher_ckpt, cap
     assert "seed=42, dataset.val_split=0.1, this student with seed=7" in caplog.text
 
 
+@pytest.mark.slow  # a 3-job sweep (14 s); the slow study test also runs teacher -> students end to end
 def test_teacher_to_student_sweep_end_to_end(teacher_ckpt, tmp_path):
     sweep_dir = tmp_path / "kd"
     proc = run_train("-m", "+experiment=distill_soft", "model=resnet10", "dataset=digits", "trainer.max_epochs=1",
