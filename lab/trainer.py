@@ -28,7 +28,9 @@ def quiet_lightning() -> None:
     logging.getLogger("lightning_fabric").setLevel(logging.WARNING)
     for pattern in (".*LeafSpec.*", ".*smaller than the logging interval.*", ".*litlogger.*",
                     ".*does not have many workers.*", ".*Checkpoint directory .* exists.*",
-                    ".*sync_dist=True.*", ".*no `val_dataloader`.*"):  # epoch values are synced by torchmetrics
+                    ".*sync_dist=True.*", ".*no `val_dataloader`.*",  # epoch values are synced by torchmetrics
+                    # On a Slurm host outside a job: hydra/launcher=slurm wraps each job in srun itself.
+                    ".*`srun` command is available.*"):
         warnings.filterwarnings("ignore", message=pattern)
 
 
