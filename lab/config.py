@@ -68,6 +68,7 @@ RULES = [
     ("dataset.augment.flip", lambda v: isinstance(v, bool), "true or false"),
     ("dataset.image_size", lambda v: v is None or (is_int(v) and v >= 1), "an integer >= 1, e.g. 32"),
     ("dataset.test_split", lambda v: v is None or (is_number(v) and 0 < v < 1), "a number in (0, 1), e.g. 0.2"),
+    ("dataset.train_subset", lambda v: v is None or (is_int(v) and v >= 1), "null (all) or an integer >= 1, e.g. 6000"),
     ("dataset.skip_bad_files", lambda v: v is None or isinstance(v, bool), "true or false"),
     ("dataset.root", lambda v: bool(v), "a folder holding train_dataset/<class name>/<images> (and optionally "
      "test_dataset/)", "pass dataset.root=PATH", reads_a_folder),

@@ -108,14 +108,39 @@ def load_dataset(cfg, data_dir: str | Path, budget: MemoryBudget | None = None) 
     elif name == "gtsrb":
         from lab.dataset.gtsrb import load_gtsrb
         parts = load_gtsrb(cfg, Path(data_dir), budget or memory_budget())
+    elif name == "fashion_mnist":
+        from lab.dataset.fashion_mnist import load_fashion_mnist
+        parts = load_fashion_mnist(cfg, Path(data_dir))
     else:
         raise DataError(f"dataset.name={name!r} has no loader in lab/dataset")
+    if cfg.get("train_subset"):
+        parts = take_train_subset(parts, cfg.train_subset, name)
     if cfg.get("mean") is not None and cfg.get("std") is not None:
         mean, std = tuple(cfg.mean), tuple(cfg.std)
     else:
         mean, std = parts.pop("stats", None) or channel_stats(parts["train_images"])
     parts.pop("stats", None)
     return ImageData(**parts, mean=mean, std=std, dataset_name=name)
+
+
+def take_train_subset(parts: dict, size: int, name: str) -> dict:
+    """A class-balanced subset of `size` training images, the same for every run and seed (fixed draw), so that
+    CPU-scale runs of different settings train on the same images. The test set is kept whole."""
+    labels = parts["train_labels"]
+    if size > len(labels):
+        raise DataError(f"dataset.train_subset={size} but {name} has {len(labels)} training images: pass at most "
+                        f"{len(labels)}, or null for all of them")
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))
+    place_in_class = torch.empty_like(order)  # each image's place among its class's images, in drawn order
+    for label in labels.unique().tolist():
+        members = order[labels[order] == label]
+        place_in_class[members] = torch.arange(len(members))
+    # Round-robin over the classes: first places first, ties in drawn order.
+    keep = order[torch.argsort(place_in_class[order], stable=True)][:size].sort().values
+    parts = dict(parts, train_images=parts["train_images"][keep], train_labels=labels[keep])
+    if parts.get("train_groups") is not None:
+        parts["train_groups"] = parts["train_groups"][keep]
+    return parts
 
 
 def split_validation(data: ImageData, val_split: float, seed: int) -> ImageData:
