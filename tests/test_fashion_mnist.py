@@ -79,7 +79,8 @@ def test_a_missing_or_damaged_file_is_named_with_how_to_get_it(tmp_path, damage,
     with pytest.raises(DataError) as caught:
         load_dataset(config(root), tmp_path)
     message = str(caught.value)
-    assert "t10k-labels-idx1-ubyte" in message and says in message and "apt-get install dataset-fashion-mnist" in message
+    assert "t10k-labels-idx1-ubyte" in message and says in message
+    assert "apt-get install dataset-fashion-mnist" in message
 
 
 def test_lab_train_reads_a_fashion_mnist_folder_and_refuses_a_missing_one(tmp_path):
