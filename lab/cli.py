@@ -6,7 +6,9 @@ import os
 from pathlib import Path
 
 from lab.config import CONF, ddp_under_multirun
+from lab.context import slurm_facts
 from lab.errors import ConfigError
+from lab.keys import override_key
 
 
 def check_command_line(argv: list[str]) -> None:
@@ -28,7 +30,7 @@ def check_group_options(argv: list[str]) -> None:
     except Exception:
         return
     for override in overrides:
-        group = override.key_or_group.lstrip("+")
+        group = override_key(override.key_or_group)
         if override.is_delete() or group.split("/")[0] == "hydra" or not (CONF / group).is_dir():
             continue
         try:
@@ -50,7 +52,7 @@ def check_output_dir(argv: list[str]) -> None:
     12-line traceback. Without hydra.run.dir / hydra.sweep.dir the dir goes under the current folder."""
     multirun = any(a in ("-m", "--multirun") for a in argv)
     key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
-    given = [a.split("=", 1)[1] for a in argv if a.lstrip("+").startswith(key + "=")]
+    given = [a.split("=", 1)[1] for a in argv if "=" in a and override_key(a) == key]
     target = Path(given[-1]).expanduser().absolute() if given else Path.cwd() / ("multirun" if multirun else "outputs")
     existing = next(p for p in [target, *target.parents] if p.exists())
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
@@ -70,9 +72,9 @@ def check_ddp_under_multirun(argv: list[str]) -> None:
     """DDP typed on a -m command line: one line before any job, where every job would fail alike
     (lab/config.py's check_ddp_outside_sweeps still catches DDP set in a yaml, job by job). The slurm
     launchers start each rank with srun, so DDP jobs are theirs to run."""
-    typed = dict(a.lstrip("+").split("=", 1) for a in argv if "=" in a and a[0] != "-")
+    typed = {override_key(a): a.split("=", 1)[1] for a in argv if "=" in a and a[0] != "-"}
     if not any(a in ("-m", "--multirun") for a in argv) or "slurm" in typed.get("hydra/launcher", "") \
-            or int(os.environ.get("SLURM_NTASKS", "1") or 1) > 1:
+            or slurm_facts().tasks > 1:
         return
     devices = typed.get("trainer.devices")
     if (devices is not None and several_devices(devices)) or (devices is None and typed.get("trainer") == "ddp"):

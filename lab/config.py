@@ -3,24 +3,33 @@
 Each rule names the key, the allowed range and an example, so a typo costs one line, not a traceback."""
 import difflib
 import math
-import os
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
 from lab.errors import ConfigError
 from lab.keys import key_paths
-from lab.sweep import job_dirname
+
+CONF = Path(__file__).resolve().parents[1] / "conf"  # the one place lab finds its config dir
 
 
 def project_root() -> str:
-    return str(Path(__file__).resolve().parents[1])
+    return str(CONF.parent)
+
+
+def sweep_callback(mode) -> str:
+    """hydra.callbacks' target: Hydra instantiates its callbacks for single runs too, so a single run gets
+    Hydra's do-nothing Callback and never loads the sweep code."""
+    multirun = getattr(mode, "name", str(mode)) == "MULTIRUN"  # a RunMode, or its name
+    return "lab.sweeps.callback.SweepCallback" if multirun else "hydra.experimental.callback.Callback"
 
 
 def register_resolvers() -> None:
+    """conf/'s own resolvers. hydra.sweep.subdir's lab_job_dir is the sweep feature's: lab.sweeps.jobs registers
+    it when a sweep's callback loads it, in every process that runs a job."""
     if not OmegaConf.has_resolver("lab_root"):
         OmegaConf.register_new_resolver("lab_root", project_root)
-        OmegaConf.register_new_resolver("lab_job_dir", job_dirname)  # hydra.sweep.subdir
+        OmegaConf.register_new_resolver("lab_sweep_callback", sweep_callback)
 
 
 def is_number(value) -> bool:
@@ -41,6 +50,8 @@ def distilling(cfg) -> bool:
 
 def reads_a_folder(cfg) -> bool:
     return OmegaConf.select(cfg, "dataset.name", default=None) == "imagefolder"
+
+
 
 
 # (key, test, allowed range as the user should read it[, the fix when it is not "set it with key=...",
@@ -111,7 +122,6 @@ def check_rules(cfg, groups: tuple[str, ...] | None = None) -> None:
             raise ConfigError(f"{key}={value!r} is not allowed: must be {allowed} ({fix or f'set it with {key}=...'})")
 
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
 # Groups whose keys only lab reads: a key added with + or ++ (a typo, +model.widht=16) would be silently
 # ignored. The other groups go to constructors (Trainer, optimizer, scheduler, logger) that refuse unknown
 # keyword arguments themselves.
@@ -207,17 +217,13 @@ def check_accelerator(cfg) -> None:
                           f"(torch {torch.__version__}): use trainer=cpu, or trainer.accelerator=auto")
 
 
-def check_ddp_outside_sweeps(cfg) -> None:
+def check_ddp_outside_sweeps(cfg, ctx=None) -> None:
     """Lightning #11300 / Hydra #2070: each DDP child re-executes sys.argv, -m included, and so launches
     its own copy of the whole sweep."""
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
     # Several devices means DDP whatever trainer.strategy says (Lightning picks ddp for "auto").
     ddp = cfg.trainer.devices not in (1, "1", [0]) or cfg.trainer.num_nodes > 1
     # Under Slurm, srun starts every rank itself (one task each): no rank re-executes the sweep.
-    slurm_ranks = int(os.environ.get("SLURM_NTASKS", "1") or 1) > 1
-    if ddp and not slurm_ranks and HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+    if ddp and ctx is not None and ctx.in_sweep and ctx.slurm.tasks <= 1:
         raise ConfigError(ddp_under_multirun(cfg.trainer.devices))
 
 
@@ -227,11 +233,26 @@ def ddp_under_multirun(devices) -> str:
             "-m for a single DDP run")
 
 
-def validate(cfg) -> None:
-    """Raise ConfigError for an unknown key, a value outside its allowed range, a GPU run without a GPU, or
-    DDP under -m: all before any data is touched."""
+def check_job(cfg) -> None:
+    """A sweep's check of each job before the first job starts (lab.sweeps, lab.study): unknown keys, call
+    arguments, values outside their range, and a dataset.root that is not a folder (a single run finds that out
+    when it loads the data, in one line too, before decoding anything)."""
+    check_keys_and_values(cfg)
+    root = OmegaConf.select(cfg, "dataset.root", default=None)
+    if root and not Path(str(root)).expanduser().is_dir():
+        raise ConfigError(f"dataset.root={root}: {Path(str(root)).expanduser().absolute()} is not a folder: check "
+                          f"the path (a relative one starts at the current folder)")
+
+
+def check_keys_and_values(cfg) -> None:
     check_unknown_keys(cfg)
     check_call_arguments(cfg)
-    check_accelerator(cfg)
     check_rules(cfg)
-    check_ddp_outside_sweeps(cfg)
+
+
+def validate(cfg, ctx=None) -> None:
+    """Raise ConfigError for an unknown key, a value outside its allowed range, a GPU run without a GPU, or
+    DDP under -m (ctx: the run's lab.context.RunContext; None: a single run): all before any data is touched."""
+    check_keys_and_values(cfg)
+    check_accelerator(cfg)
+    check_ddp_outside_sweeps(cfg, ctx)

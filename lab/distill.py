@@ -9,7 +9,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lab.checkpoint import checkpoint_of, load_checkpoint, net_from_checkpoint
 from lab.errors import ConfigError
 
 log = logging.getLogger("lab")
@@ -28,15 +27,19 @@ def logits_loss(student_logits, teacher_logits) -> torch.Tensor:
     return F.mse_loss(student_logits, teacher_logits)
 
 
-class Distiller(nn.Module):
+class Distiller:
+    """The frozen teacher and the loss weights. A plain object, not an nn.Module: the student's LightningModule
+    holds it without registering the teacher, so the teacher's weights stay out of the student's checkpoint and
+    Lightning's train()/eval() calls never reach it (it stays in eval mode: frozen batch-norm statistics)."""
+
     def __init__(self, teacher: nn.Module, kind: str, alpha: float, beta: float, temperature: float):
-        super().__init__()
         self.teacher = teacher.eval().requires_grad_(False)
         self.kind, self.alpha, self.beta, self.temperature = kind, alpha, beta, temperature
         self.val_acc = None
 
-    def train(self, mode: bool = True):
-        return super().train(False)  # the teacher stays in eval mode (frozen batch-norm statistics)
+    def to(self, device) -> "Distiller":
+        self.teacher.to(device)
+        return self
 
     def loss(self, images: torch.Tensor, student_logits: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
@@ -61,22 +64,25 @@ class Distiller(nn.Module):
         return self.val_acc
 
 
-def warn_if_split_differs(teacher_config: dict, split: tuple, ckpt_path) -> None:
+def warn_if_split_differs(teacher_config: dict, data, ckpt_path) -> None:
     """The validation split is drawn from (seed, val_split): a teacher trained with others has learned some of
     the student's validation images, so its validation accuracy reads high (the test set is never touched)."""
     dataset = teacher_config.get("dataset", {})
-    teacher_split = (teacher_config.get("seed"), dataset.get("val_split"))
-    if split[1] > 0 and None not in teacher_split and tuple(teacher_split) != tuple(split):
+    teacher_split, student_split = (teacher_config.get("seed"), dataset.get("val_split")), data.split
+    if student_split[1] > 0 and None not in teacher_split and tuple(teacher_split) != tuple(student_split):
         log.warning(f"teacher {ckpt_path} was trained with seed={teacher_split[0]}, "
-                    f"dataset.val_split={teacher_split[1]}, this student with seed={split[0]}, "
-                    f"dataset.val_split={split[1]}: the teacher has seen part of the student's validation "
+                    f"dataset.val_split={teacher_split[1]}, this student with seed={student_split[0]}, "
+                    f"dataset.val_split={student_split[1]}: the teacher has seen part of the student's validation "
                     "split, so its validation accuracy reads high; same seed and val_split give a clean split")
 
 
-def build_distiller(cfg, data, channels_last: bool = True, split: tuple | None = None) -> Distiller | None:
-    """`split` is the student's (seed, dataset.val_split), to compare with the teacher's."""
+def build_distiller(cfg, data, channels_last: bool = True) -> Distiller | None:
+    """The teacher of distill.teacher_ckpt, checked against the student's data (an ImageData), or None for
+    distill=none."""
     if cfg is None or cfg.kind == "none":
         return None
+    from lab.checkpoint import checkpoint_of, load_checkpoint, net_from_checkpoint
+
     teacher_path = checkpoint_of(cfg.teacher_ckpt, "distill.teacher_ckpt")
     teacher, hp = net_from_checkpoint(load_checkpoint(teacher_path), teacher_path)
     teacher_data = (hp.get("dataset"), hp["num_classes"], list(hp.get("class_names", [])), hp["in_channels"],
@@ -87,8 +93,8 @@ def build_distiller(cfg, data, channels_last: bool = True, split: tuple | None =
                           f"classes ({teacher_data[3]}x{teacher_data[4]}px), the student on {student_data[0]} "
                           f"with {student_data[1]} ({student_data[3]}x{student_data[4]}px; class names must "
                           f"match too): train the teacher on the student's dataset")
-    if split is not None:
-        warn_if_split_differs(hp.get("config", {}), split, teacher_path)
+    if data.split is not None:
+        warn_if_split_differs(hp.get("config", {}), data, teacher_path)
     if channels_last:  # the student's memory format, so both convs take the same fast path
         teacher = teacher.to(memory_format=torch.channels_last)
     return Distiller(teacher, cfg.kind, cfg.alpha, cfg.beta, cfg.get("temperature"))

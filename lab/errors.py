@@ -2,7 +2,9 @@
 
 A leaf module: it imports nothing from lab, so any module can raise these without an import circle.
 lab.outcome turns a USER_ERRORS exception into that one line and exit status 2; anything else is a bug
-(one line too, with the traceback in the run's log, exit 1)."""
+(one line too, with the traceback in the run's log, exit 1). The exit statuses of every lab command are here."""
+import sys
+from typing import NoReturn
 
 
 class ConfigError(Exception):
@@ -27,3 +29,17 @@ class ReportError(Exception):
 
 
 USER_ERRORS = (ConfigError, DataError, CheckpointError, ReportError)
+
+
+EXIT_USER_ERROR = 2
+EXIT_STOPPED = {"Ctrl-C": 130, "SIGTERM": 143}  # 128 + the signal's number, as a shell reports it
+
+
+def say_user_error(err, prefix: str = "error") -> int:
+    """The one line a user's mistake gets, on stderr (no traceback); returns exit status 2 for a main() to return."""
+    print(f"{prefix}: {err}", file=sys.stderr)
+    return EXIT_USER_ERROR
+
+
+def exit_for_user_error(err, prefix: str = "error") -> NoReturn:
+    sys.exit(say_user_error(err, prefix))

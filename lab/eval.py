@@ -10,14 +10,14 @@ from pathlib import Path
 
 import hydra
 import torch
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from lab.checkpoint import checkpoint_of
 from lab.config import register_resolvers
+from lab.context import run_context
 from lab.errors import CheckpointError, ConfigError, DataError
+from lab.noise import wilson_interval
 from lab.outcome import run_or_exit
-from lab.report.noise import wilson_interval
 from lab.run_files import atomic_path, write_json
 
 register_resolvers()
@@ -155,11 +155,12 @@ def plot_confusion(confusion, class_names: list, path: Path, title: str) -> None
     plt.close(fig)
 
 
-def score_checkpoint(cfg: DictConfig, out_dir: Path) -> dict:
+def score_checkpoint(cfg: DictConfig, ctx) -> dict:
 
     from lab.checkpoint import load_checkpoint, net_from_checkpoint
     from lab.dataset import load_dataset
 
+    out_dir = ctx.run_dir
     ckpt_path = checkpoint_path(cfg, "lab.eval")
     net, hp = net_from_checkpoint(load_checkpoint(ckpt_path), ckpt_path)
     dataset_cfg, data_dir = dataset_config(cfg, hp, ckpt_path)
@@ -181,7 +182,7 @@ def score_checkpoint(cfg: DictConfig, out_dir: Path) -> dict:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="eval")
 def main(cfg: DictConfig) -> None:
-    run_or_exit(score_checkpoint, cfg, Path(HydraConfig.get().runtime.output_dir), records_run=False)
+    run_or_exit(score_checkpoint, cfg, run_context(), records_run=False)
 
 
 if __name__ == "__main__":

@@ -22,13 +22,18 @@ def key_paths(node: dict) -> set[str]:
     return paths
 
 
+def override_key(item) -> str:
+    """The key of an override as typed: '+'/'++' (add) and '~' (delete) stripped, the value dropped."""
+    return str(item).split("=", 1)[0].lstrip("+~")
+
+
 def run_overrides(items) -> list[tuple[str, str, str]]:
     """(key, value, override as typed) for each override that describes the run itself: '+'/'~'/'++'
     stripped from the key, hydra.* and resume left out (they say where and how a run goes, not what it is)."""
     kept = []
     for item in items or []:
-        key, sep, value = str(item).partition("=")
-        key = key.lstrip("+~")
+        _, sep, value = str(item).partition("=")
+        key = override_key(item)
         if sep and key != "resume" and not key.startswith("hydra."):
             kept.append((key, value, str(item)))
     return kept

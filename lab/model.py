@@ -1,19 +1,16 @@
 """CIFAR-form ResNets (conf/model/): 3x3 stride-1 stem, no max-pool, global average pool, linear head.
 
-An ImageNet stem (7x7 stride 2 + max-pool) throws away 3/4 of a 32x32 image before the first block and
-costs ~15 points on CIFAR-100, so every depth here uses the CIFAR stem (He et al. 2016, section 4.2 style).
+An ImageNet stem (7x7 stride 2 + max-pool) throws away 3/4 of a 32x32 image before the first block and costs ~15
+points on CIFAR-100, so every depth here uses the CIFAR stem. Bottleneck nets (resnet50) start each residual
+branch at zero (model.zero_init_residual, Goyal et al. 2017) and average-pool in their projection shortcuts
+(model.shortcut=avgpool, ResNet-D of He et al. 2019): without both the ResNet50 blows up in its first epoch
+(BENCHMARKS.md, "ResNet50 stability"). Every model key is read here."""
+import logging
 
-Bottleneck nets (resnet50) start with bn3 of every block at zero (model.zero_init_residual, Goyal et al. 2017)
-and average-pool in their projection shortcuts (model.shortcut=avgpool, ResNet-D of He et al. 2019). Measured
-(BENCHMARKS.md, "ResNet50 stability"; the teacher's SGD lr 0.05 + cosine): with the default init and strided
-1x1 shortcuts ResNet50 blows up in epoch 0 (digits at batch 32: train loss 11.9, test 0.28 after 15 epochs; a
-learnable 32x32 100-class folder at batch 64: val 0.045 after 3 epochs, ResNet18 0.82). Warm-up alone (0.43)
-or the lr scaled to the batch alone (0.86) do not fix it. Zero-init does (0.94), but the net then stalls for
-epochs under crop augmentation: a stride-2 1x1 shortcut keeps one pixel in four, and a 1-pixel shift changes
-which. With both: 0.986, every epoch's train loss under ln 10; 0.845 on the folder. Basic blocks keep the plain
-form: they train without it, and zero-init slowed ResNet18 (0.82 -> 0.07 on the folder)."""
 import torch
 from torch import nn
+
+log = logging.getLogger("lab")
 
 
 def conv3x3(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
@@ -107,6 +104,22 @@ def build_model(model_cfg, num_classes: int, in_channels: int) -> ResNet:
         raise ValueError(f"model.shortcut={kind!r} is not one of {list(SHORTCUTS)}")
     return ResNet(model_cfg["block"], list(model_cfg["layers"]), num_classes, in_channels,
                   model_cfg.get("base_width", 64), bool(model_cfg.get("zero_init_residual", False)), kind)
+
+
+def ready_to_train(net: ResNet, model_cfg, on_cuda: bool) -> tuple[nn.Module, bool]:
+    """The net in the memory layout it trains in, compiled when model.compile asks; -> (net, channels_last).
+    channels_last is skipped where it hangs: on the CPU, oneDNN (torch 2.14) segfaults or spins forever in the
+    backward pass of channels_last convolutions this narrow (seen with base_width 2, 3, 4 and 6)."""
+    channels_last = model_cfg.channels_last
+    if channels_last and model_cfg.base_width < 8 and not on_cuda:
+        log.warning(f"model.channels_last ignored: model.base_width={model_cfg.base_width} is under 8, where "
+                    "channels_last convolutions hang or crash on the CPU (oneDNN); training in the default layout")
+        channels_last = False
+    if channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    if model_cfg.compile:
+        net.compile()  # in place: the state_dict keeps its keys (torch.compile(net) would prefix _orig_mod.)
+    return net, channels_last
 
 
 def count_params(net: nn.Module) -> int:

@@ -6,6 +6,7 @@ into a device tensor (a blocking host-to-device copy); metrics accumulate on the
 epoch. tests/test_sync.py holds the training and validation loops to that."""
 import logging
 
+import hydra
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
@@ -57,22 +58,19 @@ class MeanLoss(Metric):
 
 class Classifier(pl.LightningModule):
     """`hparams` must be plain (dicts, lists, numbers, strings): it is saved in every checkpoint and
-    torch.load(weights_only=True) must read it back. It holds what lab.checkpoint needs to rebuild the net."""
+    torch.load(weights_only=True) must read it back. It holds what lab.checkpoint needs to rebuild the net.
+    `optimizer_cfg` is a conf/optimizer node (a `_partial_` factory), `scheduler_cfg` a conf/scheduler node;
+    `distiller` a lab.distill.Distiller or None; `label_smoothing` conf/train.yaml's loss.label_smoothing."""
 
-    def __init__(self, net: nn.Module, hparams: dict, optimizer_factory=None, scheduler_cfg=None,
-                 distiller=None, compile_net: bool = False):
+    def __init__(self, net: nn.Module, hparams: dict, optimizer_cfg=None, scheduler_cfg=None, distiller=None,
+                 label_smoothing: float = 0.0):
         super().__init__()
         self.net = net
         self.save_hyperparameters(hparams)
-        self.optimizer_factory, self.scheduler_cfg = optimizer_factory, scheduler_cfg
+        self.optimizer_cfg, self.scheduler_cfg = optimizer_cfg, scheduler_cfg
         self.per_class_acc, self.epoch_lr = None, None
-        # conf/train.yaml's loss node, from the run's config in hparams (lab.bench builds one without a config).
-        loss_cfg = (hparams.get("config") or {}).get("loss") or {}
-        self.label_smoothing = float(loss_cfg.get("label_smoothing", 0.0))
-        # Not registered as submodules: the teacher's weights stay out of the student's checkpoint, and the
-        # compiled wrapper would duplicate every key under _orig_mod.
-        object.__setattr__(self, "distiller", distiller)
-        object.__setattr__(self, "forward_net", torch.compile(net) if compile_net else net)
+        self.label_smoothing = float(label_smoothing)
+        self.distiller = distiller  # a plain object, not a submodule: the teacher stays out of the checkpoint
         num_classes = hparams["num_classes"]
         # ModuleDict keys cannot be "train" (nn.Module.train), hence the _set suffix.
         # No top-5 on the training set: nothing reads it, and a top-k per step is hot-path work on a GPU.
@@ -89,7 +87,7 @@ class Classifier(pl.LightningModule):
                 metric.persistent(True)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.forward_net(images)
+        return self.net(images)
 
     def on_fit_start(self) -> None:
         if self.distiller is not None:
@@ -161,7 +159,7 @@ class Classifier(pl.LightningModule):
         self.log_dict(values)
 
     def configure_optimizers(self):
-        optimizer = self.optimizer_factory(self.net.parameters())
+        optimizer = hydra.utils.instantiate(self.optimizer_cfg)(self.net.parameters())
         scheduler = build_scheduler(self.scheduler_cfg, optimizer, self.trainer)
         if scheduler is None:
             return optimizer

@@ -8,9 +8,9 @@ import logging
 from pathlib import Path
 
 import hydra
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from lab.context import run_context
 from lab.errors import ConfigError, DataError
 from lab.eval import checkpoint_path
 from lab.outcome import run_or_exit
@@ -77,7 +77,7 @@ def print_predictions(predictions: list[dict]) -> None:
         print(f"{p['image']:<{width}}  {ranked}")
 
 
-def predict(cfg: DictConfig, out_dir: Path) -> list[dict]:
+def predict(cfg: DictConfig, ctx) -> list[dict]:
     import torch
 
     from lab.checkpoint import load_checkpoint, net_from_checkpoint
@@ -85,6 +85,7 @@ def predict(cfg: DictConfig, out_dir: Path) -> list[dict]:
 
     if not (isinstance(cfg.top_k, int) and cfg.top_k >= 1):
         raise ConfigError(f"top_k={cfg.top_k!r} is not allowed: must be an integer >= 1, e.g. 5")
+    out_dir = ctx.run_dir
     ckpt_path = checkpoint_path(cfg, "lab.predict")
     paths = image_paths(cfg.images)
     net, hp = net_from_checkpoint(load_checkpoint(ckpt_path), ckpt_path)
@@ -107,7 +108,7 @@ def predict(cfg: DictConfig, out_dir: Path) -> list[dict]:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="predict")
 def main(cfg: DictConfig) -> None:
-    run_or_exit(predict, cfg, Path(HydraConfig.get().runtime.output_dir), records_run=False)
+    run_or_exit(predict, cfg, run_context(), records_run=False)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from pathlib import Path
 
 METRIC_COLUMNS = ["epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "epoch_time_s"]
 FINISHED = ("ok", "diverged")  # statuses that resume=true skips
+ENDED = ("ok", "diverged", "pruned", "failed")  # a job that ended: nothing happens to it until it is run again
 
 
 @contextmanager
@@ -66,14 +67,22 @@ def git_state() -> dict:
     return {"git_commit": commit, "git_dirty": dirty}
 
 
-def save_results(cfg, run_dir: Path, results: dict) -> None:
-    """results.json: the run's numbers plus what identifies it (seed, overrides as typed, commit)."""
-    from hydra.core.hydra_config import HydraConfig
+def save_results(cfg, ctx, results: dict) -> None:
+    """results.json: the run's numbers plus what identifies it: seed, the overrides as typed, Hydra's group
+    choices, the resolved config and the commit. Reports, the study and resume read a run from here alone."""
+    from omegaconf import OmegaConf
 
-    overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
-    results = dict(results, seed=cfg.seed, overrides=overrides, **git_state(), model=cfg.model.name,
-                   dataset=cfg.dataset.name)
-    write_json(run_dir / "results.json", results)
+    results = dict(results, seed=cfg.seed, overrides=list(ctx.overrides), model=ctx.choices.get("model"),
+                   dataset=ctx.choices.get("dataset"), **git_state(), choices=dict(ctx.choices),
+                   config=OmegaConf.to_container(cfg, resolve=True))
+    write_json(ctx.run_dir / "results.json", results)
+
+
+def save_png(fig, path: Path) -> Path:
+    """A matplotlib figure rendered to a temp file in the same dir and renamed: a reader never sees half a PNG."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
+    return path
 
 
 def print_results(results: dict) -> None:

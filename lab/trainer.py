@@ -1,10 +1,8 @@
 """conf/trainer/ and conf/logger/: the device (gpu_pool, precision, memory layout) and the Lightning Trainer with
 lab's callbacks and logger."""
-import fcntl
 import logging
 import os
 import sys
-import tempfile
 import time
 import warnings
 from functools import cache
@@ -15,11 +13,9 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import OmegaConf
 
-from lab.errors import ConfigError
 from lab.recorder import AtomicCheckpoint
 
 log = logging.getLogger("lab")
-_claimed_gpu_lock = None  # held for the life of this worker process
 
 
 def quiet_lightning() -> None:
@@ -44,46 +40,25 @@ def cpu_has_fast_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def uses_cuda(accelerator: str) -> bool:
+def uses_cuda(trainer_cfg) -> bool:
+    """Whether trainer.accelerator puts the run on a CUDA GPU (auto: when there is one)."""
+    accelerator = trainer_cfg["accelerator"]
     return accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
 
 
 def resolve_precision(precision: str, accelerator: str) -> str:
     if str(precision) != "auto":
         return str(precision)
-    if uses_cuda(accelerator):
+    if uses_cuda({"accelerator": accelerator}):
         return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
     return "bf16-mixed" if cpu_has_fast_bf16() else "32-true"
 
 
-def claim_gpu(gpu_pool) -> None:
-    """Under a parallel launcher (hydra/launcher=joblib) each worker process takes one GPU of gpu_pool
-    for its whole life: CUDA_VISIBLE_DEVICES cannot change once CUDA is initialised, and workers are reused."""
-    global _claimed_gpu_lock
-    if not gpu_pool or _claimed_gpu_lock is not None:
-        return
-    for index, gpu in enumerate(gpu_pool):
-        slot = list(gpu_pool)[:index].count(gpu)  # a GPU listed N times serves N workers (study.jobs_per_gpu)
-        lock = open(os.path.join(tempfile.gettempdir(), f"lab-gpu-{gpu}-{slot}.lock"), "w")
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            lock.close()
-            continue
-        _claimed_gpu_lock = lock
-        os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
-        log.info(f"gpu_pool: this worker uses GPU {gpu}")
-        return
-    raise ConfigError(f"gpu_pool={list(gpu_pool)}: every GPU is held by another job; run at most "
-                      f"{len(gpu_pool)} jobs at once (hydra.launcher.n_jobs={len(gpu_pool)})")
-
-
-def set_cpu_threads(setting) -> int:
-    """torch's CPU threads: a number, null (torch's default: every core) or auto: the cores that are idle now.
-    On a shared CPU, OpenMP threads that wait for a busy core stall each other: with one other busy process on
-    2 cores a digits epoch took 3.4 s at 2 threads and 1.7 s at 1, and at load 9, 24-72 s against 3.2 s.
-    auto leaves an OMP_NUM_THREADS that is set alone (the user's choice, or joblib's cores / n_jobs)."""
-    if setting == "auto" and not os.environ.get("OMP_NUM_THREADS"):
+def set_cpu_threads(setting, omp_threads_set: bool = False) -> int:
+    """torch's CPU threads: a number, null (torch's default: every core) or auto: the cores that are idle now,
+    since OpenMP threads that wait for a busy core stall each other (BENCHMARKS.md, "CPU threads"). auto leaves
+    an OMP_NUM_THREADS that is set alone (the user's choice, or joblib's cores / n_jobs)."""
+    if setting == "auto" and not omp_threads_set:
         setting = idle_cores()
         if setting < torch.get_num_threads():
             log.info(f"cpu_threads=auto: {setting} of {torch.get_num_threads()} cores are idle, training with "
@@ -105,16 +80,6 @@ def idle_cores(sample_s: float = 0.25) -> int:
         return torch.get_num_threads()
     cores = len(os.sched_getaffinity(0))
     return max(1, min(cores, round((idle1 - idle0) / max(total1 - total0, 1) * (os.cpu_count() or cores))))
-
-
-def use_channels_last(cfg) -> bool:
-    """model.channels_last, except where it hangs: on the CPU, oneDNN (torch 2.14) segfaults or spins forever
-    in the backward pass of channels_last convolutions this narrow (seen with base_width 2, 3, 4 and 6)."""
-    if cfg.model.channels_last and cfg.model.base_width < 8 and not uses_cuda(cfg.trainer.accelerator):
-        log.warning(f"model.channels_last ignored: model.base_width={cfg.model.base_width} is under 8, where "
-                    "channels_last convolutions hang or crash on the CPU (oneDNN); training in the default layout")
-        return False
-    return cfg.model.channels_last
 
 
 def checkpoint_callbacks(folder: Path) -> list:

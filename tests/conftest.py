@@ -46,7 +46,8 @@ def digits_run(tmp_path_factory):
     """One real 8-epoch run on scikit-learn's digits, shared by the tests that read its run dir. A 16-wide
     ResNet10 (model.base_width=16) learns digits as well as the 64-wide one at 1/16 of the cost."""
     run_dir = tmp_path_factory.mktemp("digits") / "run"
+    # PYTHONPROFILEIMPORTTIME: stderr lists every module the run imported (test_architecture reads it).
     proc = run_train("dataset=digits", "trainer.max_epochs=8", "scheduler=cosine", "model.base_width=16",
-                     "trainer.accelerator=cpu", f"hydra.run.dir={run_dir}")
+                     "trainer.accelerator=cpu", f"hydra.run.dir={run_dir}", env={"PYTHONPROFILEIMPORTTIME": "1"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     return run_dir, proc

@@ -1,9 +1,9 @@
 """lab.bench compares like with like: both pipelines deliver the same batches; targets are judged right."""
 import torch
 
-from lab.bench import check_targets
-from lab.bench_data import fake_cifar, lab_loader, others_cpu_share, seed_style_loader
-from lab.bench_training import study_projection
+from lab.bench.data import fake_cifar, lab_loader, others_cpu_share, seed_style_loader
+from lab.bench.main import check_targets
+from lab.bench.training import study_projection
 
 
 def test_both_data_pipelines_deliver_the_same_kind_of_batch():

@@ -10,6 +10,7 @@ from lab.config import validate
 from lab.dataset import ImageData
 from lab.distill import Distiller, build_distiller, logits_loss, soft_target_loss
 from lab.errors import CheckpointError, ConfigError
+from lab.module import Classifier
 from tests.conftest import TINY, compose, results, run_train
 
 STUDENT = torch.tensor([[1.0, 2.0, 0.0], [0.5, -1.0, 2.0]])
@@ -46,19 +47,21 @@ def test_gradients_reach_the_student_and_never_the_teacher():
     torch.manual_seed(0)
     teacher, student = torch.nn.Linear(4, 3), torch.nn.Linear(4, 3)
     distiller = Distiller(teacher, "both", 0.1, 0.9, 4.0)
-    distiller.train()
-    assert not distiller.teacher.training  # frozen: eval mode even when asked to train
+    module = Classifier(student, {"num_classes": 3}, distiller=distiller)
+    module.train()
+    assert not distiller.teacher.training  # frozen: eval mode while the student trains
+    assert not any(key.startswith("distiller") for key in module.state_dict())  # not in the student's checkpoint
     images = torch.randn(5, 4)
     distiller.loss(images, student(images)).backward()
     assert student.weight.grad is not None and student.weight.grad.abs().sum() > 0
     assert all(p.grad is None and not p.requires_grad for p in teacher.parameters())
 
 
-def tiny_data(dataset_name, num_classes):
+def tiny_data(dataset_name, num_classes, split=None):
     images = torch.zeros(4, 1, 8, 8, dtype=torch.uint8)
     labels = torch.zeros(4, dtype=torch.long)
     return ImageData(images, labels, images, labels, [str(i) for i in range(num_classes)], (0.5,), (0.5,),
-                     dataset_name=dataset_name)
+                     dataset_name=dataset_name, split=split)
 
 
 def test_missing_teacher_names_the_teacher_command():
@@ -93,9 +96,9 @@ def test_teacher_for_another_dataset_is_refused_with_both_named(teacher_ckpt):
 
 def test_teacher_from_another_validation_split_is_warned_about(teacher_ckpt, caplog):
     cfg = compose(["distill=soft_target", f"distill.teacher_ckpt={teacher_ckpt}"])
-    assert build_distiller(cfg.distill, tiny_data("digits", 10), split=(42, 0.1)) is not None
+    assert build_distiller(cfg.distill, tiny_data("digits", 10, split=(42, 0.1))) is not None
     assert "validation split" not in caplog.text  # the teacher's own seed and val_split
-    build_distiller(cfg.distill, tiny_data("digits", 10), split=(7, 0.1))
+    build_distiller(cfg.distill, tiny_data("digits", 10, split=(7, 0.1)))
     assert "seed=42, dataset.val_split=0.1, this student with seed=7" in caplog.text
 
 

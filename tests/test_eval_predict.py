@@ -7,6 +7,7 @@ import logging
 
 import pytest
 
+from lab.context import RunContext
 from lab.errors import CheckpointError, ConfigError, DataError
 from tests.conftest import compose, results, run_module
 from tests.images import arrow_folder, colour_folder, corrupt
@@ -94,7 +95,7 @@ def test_cli_errors_are_one_line_and_exit_2(trained, tmp_path):
 
 def run_in_process(module, config_name: str, overrides: list, out_dir):
     cfg = compose(overrides, config_name=config_name)
-    return module(cfg, out_dir)
+    return module(cfg, RunContext(run_dir=out_dir))
 
 
 def test_eval_refuses_other_classes_and_missing_checkpoints(trained, tmp_path):

@@ -4,6 +4,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from lab.errors import ReportError
 from lab.report import main, write_report
@@ -19,15 +20,15 @@ JOB_COLUMNS = ["status", "test_acc", "test_acc_low", "test_acc_high", "vs_best",
 
 def make_run(run_dir, overrides, status="ok", test_acc=0.5, epochs=3, lrs=None, seed=42, error=None,
              config=None, **extra):
-    """A run dir as lab.train leaves it; test_acc=None and status!='ok' for diverged/failed jobs; `extra`:
-    more results.json keys (teacher_val_acc, per_class_acc, test_images, ...)."""
-    (run_dir / ".hydra").mkdir(parents=True)
-    (run_dir / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
-    (run_dir / ".hydra" / "config.yaml").write_text(config or "seed: 42\n")
+    """A run dir as lab.train leaves it: results.json (its `config` from the YAML text given) and metrics.csv;
+    test_acc=None and status!='ok' for diverged/failed jobs; `extra`: more results.json keys (teacher_val_acc,
+    per_class_acc, test_images, choices, ...)."""
+    run_dir.mkdir(parents=True)
     results = dict(status=status, test_acc=test_acc, test_acc_top5=None if test_acc is None else 0.99,
                    best_val_acc=test_acc, train_time_s=10.0 + epochs, epochs=epochs, params=1234,
                    images_per_s=500.0, seed=seed, overrides=overrides, error=error,
-                   diverged_epoch=1 if status == "diverged" else None, **extra)
+                   diverged_epoch=1 if status == "diverged" else None,
+                   config=yaml.safe_load(config or "seed: 42\n"), **extra)
     (run_dir / "results.json").write_text(json.dumps(results))
     lrs = lrs or [0.1] * epochs
     rows = [f"{e},{lr},{2.0 / (e + 1)},{0.3 + 0.1 * e},{1.5},{0.4 + 0.1 * e},1.2," for e, lr in enumerate(lrs)]
@@ -143,9 +144,9 @@ def test_no_finished_jobs_gives_placeholder_figures_and_no_best(tmp_path):
     make_run(tmp_path / "optimizer.lr=5", ["optimizer.lr=5"], status="diverged", test_acc=None)
     make_run(tmp_path / "optimizer.lr=9", ["optimizer.lr=9"], status="failed", test_acc=None, error="boom")
     (tmp_path / "optimizer.lr=7" / ".hydra").mkdir(parents=True)  # killed before results.json
-    (tmp_path / "optimizer.lr=7" / ".hydra" / "overrides.yaml").write_text("- optimizer.lr=7\n")
     report = write_report([tmp_path], tmp_path)
-    assert list(report["table"].status) == ["diverged", "missing", "failed"]
+    assert list(report["table"].status) == ["diverged", "failed", "missing"]  # nothing says its lr: last
+    assert report["table"].job.iloc[-1] == "optimizer.lr=7"
     for name in ("acc_vs_optimizer.lr.png", "curves.png"):
         assert_png(tmp_path / name)
     assert "★" not in "".join(md_rows((tmp_path / "summary.md").read_text()))

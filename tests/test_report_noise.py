@@ -5,8 +5,8 @@ import math
 import pandas as pd
 import pytest
 
+from lab.noise import two_proportion_p, wilson_interval
 from lab.report import write_report
-from lab.report.noise import two_proportion_p, wilson_interval
 from tests.test_report import make_run
 from tests.test_report_tables import md_table
 

@@ -34,16 +34,23 @@ def test_a_failure_or_a_stop_never_replaces_a_finished_runs_results(tmp_path):
     # reports: nothing was trained, so the results must stay.
     import pytest
 
+    from omegaconf import open_dict
+
+    from lab.context import RunContext
     from lab.errors import ConfigError
     from lab.outcome import fail, stopped
     from lab.run_files import read_results, write_json
     from tests.conftest import compose
 
+    ctx = RunContext(run_dir=tmp_path)
+    cfg = compose()
+    with open_dict(cfg):
+        del cfg["hydra"]  # lab.train's main gets the config without Hydra's own node
     write_json(tmp_path / "results.json", {"status": "ok", "test_acc": 0.9})
-    assert "no CUDA GPU" in fail(compose(), tmp_path, ConfigError("trainer.accelerator=gpu but ... no CUDA GPU"))
+    assert "no CUDA GPU" in fail(cfg, ctx, ConfigError("trainer.accelerator=gpu but ... no CUDA GPU"))
     with pytest.raises(SystemExit):
-        stopped(compose(), tmp_path, "Ctrl-C")
+        stopped(cfg, ctx, "Ctrl-C")
     assert read_results(tmp_path) == {"status": "ok", "test_acc": 0.9}
     write_json(tmp_path / "results.json", {"status": "interrupted", "test_acc": None})
-    fail(compose(), tmp_path, ConfigError("bad"))
+    fail(cfg, ctx, ConfigError("bad"))
     assert read_results(tmp_path)["status"] == "failed"  # an unfinished run is marked, so a sweep names it

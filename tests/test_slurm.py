@@ -9,8 +9,12 @@ import time
 import pytest
 from omegaconf import OmegaConf
 
-from lab import slurm, slurm_queue
+from lab.context import RunContext, Slurm
 from lab.errors import ConfigError
+from lab.outcome import requeue_note
+from lab.sweeps import slurm
+from lab.sweeps import slurm_watch as slurm_queue
+from lab.sweeps.callback import SweepCallback
 from tests.conftest import ROOT, results, run_train
 from tests.slurm_node import PARTITION, SlurmNode, SlurmUnavailable
 from tests.slurm_samples import GPU_NODES, GPU_PARTITIONS, ONE_NODE, ONE_NODE_PARTITION
@@ -118,21 +122,26 @@ def test_a_job_that_left_the_queue_without_a_result_is_named(tmp_path):
     assert slurm_queue.stranded_line(["12"], [], "multirun/x") is None
 
 
-def test_a_sigterm_inside_slurm_says_a_requeue_resumes_and_a_scancel_needs_resume_true(monkeypatch):
-    assert slurm.requeue_note("SIGTERM") == ""  # not in a Slurm job: the plain resume=true hint
-    monkeypatch.setenv("SLURM_JOB_ID", "12")
-    assert slurm.requeue_note("Ctrl-C") == ""  # a person at a terminal, not Slurm
-    note = slurm.requeue_note("SIGTERM")  # a single run, outside Hydra here: its dir may be time-stamped
-    assert note.startswith("if Slurm requeues this job (preemption, scontrol requeue), it resumes from last.ckpt "
-                           "on its own if its command sets hydra.run.dir")
-    assert note.endswith("if it was cancelled (scancel), ")
+def test_a_sigterm_inside_slurm_says_a_requeue_resumes_and_a_scancel_needs_resume_true(tmp_path):
+    outside = RunContext(run_dir=tmp_path)
+    assert requeue_note("SIGTERM", outside) == ""  # not in a Slurm job: the plain resume=true hint
+    in_slurm = RunContext(run_dir=tmp_path, slurm=Slurm(job_id="12"))
+    assert requeue_note("Ctrl-C", in_slurm) == ""  # a person at a terminal, not Slurm
+    note = requeue_note("SIGTERM", in_slurm)  # a single run whose dir may be time-stamped
+    assert "it resumes from last.ckpt on its own if its command sets hydra.run.dir" in note
+    assert "scancel" in note
+    same_dir = requeue_note("SIGTERM", RunContext(run_dir=tmp_path, slurm=Slurm(job_id="12"), run_dir_given=True))
+    assert "on its own;" in same_dir and "if its command sets" not in same_dir
 
 
 def test_other_launchers_are_not_checked(monkeypatch):
     monkeypatch.setattr(slurm, "scontrol", lambda *args: pytest.fail("scontrol called for submitit_local"))
     local = OmegaConf.create(dict(hydra=dict(launcher=dict(
-        _target_="hydra_plugins.hydra_submitit_launcher.submitit_launcher.LocalLauncher", cpus_per_task=999))))
-    slurm_queue.check_and_watch(local)
+        _target_="hydra_plugins.hydra_submitit_launcher.submitit_launcher.LocalLauncher", cpus_per_task=999),
+        sweeper=dict(_target_="hydra_plugins.lab_tune.tune_sweeper.TuneSweeper"))))  # sampled jobs: no pre-check
+    callback = SweepCallback()
+    callback.on_multirun_start(local)
+    assert callback.slurm_watch is None
 
 
 # --- a real Slurm ------------------------------------------------------------------------------------------

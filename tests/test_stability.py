@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lab.dataset.datamodule import DataModule, few_steps_warning
+from lab.dataset.loader import DataModule, few_steps_warning
 from lab.model import Bottleneck, build_model
 from lab.module import Classifier
 from lab.scheduler import LinearWarmup, build_scheduler
@@ -132,7 +132,7 @@ def test_unknown_shortcut_is_named():
 def smoothed_and_plain_losses(smoothing: float) -> tuple[float, float]:
     torch.manual_seed(0)
     net = build_model(compose(["model.base_width=8"]).model, num_classes=10, in_channels=3)
-    module = Classifier(net, {"num_classes": 10, "config": {"loss": {"label_smoothing": smoothing}}})
+    module = Classifier(net, {"num_classes": 10}, label_smoothing=smoothing)
     images, labels = torch.randn(8, 3, 8, 8), torch.arange(8)
     train_loss = float(module.training_step((images, labels), 0))
     module.validation_step((images, labels), 0)
@@ -158,7 +158,7 @@ def test_few_steps_warning_names_the_numbers_and_a_batch_size(caplog):
     assert few_steps_warning(1294, 32) is None  # digits: 40 steps
     assert "only 3 optimizer step(s)" in few_steps_warning(1294, 64, world_size=2, accumulate=4)
     data = SimpleNamespace(train_labels=torch.zeros(600))
-    module = DataModule(data, 256, None, 0, False)
+    module = DataModule(data, SimpleNamespace(batch_size=256, augment=None), 0, False)
     module.trainer = SimpleNamespace(is_global_zero=True, world_size=1, accumulate_grad_batches=1)
     with caplog.at_level(logging.WARNING, logger="lab"):
         module.setup("fit")

@@ -8,11 +8,10 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
-from lab.report.study import write_study_report
 from lab.study.main import main, plan_study
 from lab.study.plan import Step, step_command
+from lab.study.report import write_study_report
 from tests.conftest import ROOT, results
 from tests.images import arrow_folder
 
@@ -75,12 +74,12 @@ def test_a_bad_study_setting_is_one_line_and_exit_2(argv, says, capsys):
 
 def fake_job(step_dir: Path, name: str, acc: float, lr: float, status="ok", n=359, seed=None):
     run_dir = step_dir / name
-    (run_dir / ".hydra").mkdir(parents=True)
-    (run_dir / ".hydra" / "config.yaml").write_text(yaml.safe_dump({"optimizer": {"lr": lr}, "seed": seed}))
+    run_dir.mkdir(parents=True)
     overrides = [f"optimizer.lr={lr}"] + ([f"seed={seed}"] if seed is not None else [])
     (run_dir / "results.json").write_text(json.dumps(dict(
         status=status, test_acc=acc, test_images=n, total_time_s=10.0, epochs=3, dataset="digits",
-        overrides=overrides, git_commit="abc", git_dirty=False, device="cpu")))
+        overrides=overrides, git_commit="abc", git_dirty=False, device="cpu",
+        config={"optimizer": {"lr": lr}, "seed": seed})))
 
 
 def test_report_sets_published_numbers_beside_labs_and_marks_what_noise_cannot_tell_apart(tmp_path):

@@ -11,53 +11,67 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 @pytest.fixture(scope="module")
 def lr_sweep(tmp_path_factory):
-    """lr 0.02 trains, lr 1000 diverges, lr -1 raises (fails its check): one epoch on digits."""
+    """Four jobs of one epoch on digits, each value valid on its own: lr 0.02 trains, lr 1000 diverges, and a
+    training subset larger than digits' 1,437 training images fails when its job loads the data."""
     sweep_dir = tmp_path_factory.mktemp("sweep") / "lr"
-    args = ["+experiment=lr_sweep", "dataset=digits", "trainer.max_epochs=1", *TINY,
-            "optimizer.lr=0.02,1000,-1", f"hydra.sweep.dir={sweep_dir}"]
+    args = ["+experiment=lr_sweep", "dataset=digits", "trainer.max_epochs=1", *TINY, "optimizer.lr=0.02,1000",
+            "dataset.train_subset=null,5000", f"hydra.sweep.dir={sweep_dir}"]
     return sweep_dir, args, run_train(*args)
 
 
-def test_job_dirs_are_named_by_the_swept_value(lr_sweep):
+OK, DIVERGED = "optimizer.lr=0.02,dataset.train_subset=null", "optimizer.lr=1000,dataset.train_subset=null"
+FAILED = ("optimizer.lr=0.02,dataset.train_subset=5000", "optimizer.lr=1000,dataset.train_subset=5000")
+
+
+def test_job_dirs_are_named_by_the_swept_values(lr_sweep):
     sweep_dir, _, _ = lr_sweep
     assert sorted(p.name for p in sweep_dir.iterdir() if p.is_dir() and not p.name.startswith(".")) == \
-        ["optimizer.lr=-1", "optimizer.lr=0.02", "optimizer.lr=1000"]
+        sorted([OK, DIVERGED, *FAILED])
 
 
 def test_diverged_and_failed_jobs_are_recorded_and_the_sweep_exits_nonzero(lr_sweep):
     sweep_dir, _, proc = lr_sweep
-    assert results(sweep_dir / "optimizer.lr=0.02")["status"] == "ok"
-    diverged = results(sweep_dir / "optimizer.lr=1000")
+    assert results(sweep_dir / OK)["status"] == "ok"
+    diverged = results(sweep_dir / DIVERGED)
     assert diverged["status"] == "diverged" and diverged["diverged_epoch"] == 0
-    failed = results(sweep_dir / "optimizer.lr=-1")
-    assert failed["status"] == "failed" and "optimizer.lr=-1" in failed["error"]
+    failed = results(sweep_dir / FAILED[0])
+    assert failed["status"] == "failed" and "train_subset=5000" in failed["error"]
     assert proc.returncode == 1
-    assert "failed" in proc.stderr and "optimizer.lr=-1" in proc.stderr and "Traceback" not in proc.stderr
-    assert "job 1/3: starting optimizer.lr=" in proc.stderr and "3/3 jobs ended" in proc.stderr
+    assert "2 job(s) failed" in proc.stderr and FAILED[0] in proc.stderr and "Traceback" not in proc.stderr
+    assert "job 1/4: starting optimizer.lr=" in proc.stderr and "4/4 jobs ended" in proc.stderr
+
+
+def test_a_bad_value_among_good_ones_stops_the_sweep_before_any_job(tmp_path):
+    sweep_dir = tmp_path / "bad"
+    proc = run_train("-m", "dataset=digits", *TINY, "optimizer.lr=0.01,abc", f"hydra.sweep.dir={sweep_dir}")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    error = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(error) == 1 and "optimizer.lr=abc" in error[0] and "no job was started" in error[0]
+    assert not any(p.is_dir() for p in sweep_dir.glob("*")) if sweep_dir.exists() else True
 
 
 def test_sweep_writes_its_report(lr_sweep):
     sweep_dir, _, _ = lr_sweep
     with open(sweep_dir / "summary.csv") as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) == 3 and sorted(r["status"] for r in rows) == ["diverged", "failed", "ok"]
+    assert len(rows) == 4 and sorted(r["status"] for r in rows) == ["diverged", "failed", "failed", "ok"]
     assert (sweep_dir / "summary.md").read_text().count("|") > 10
     per_class = (sweep_dir / "per_class_acc.csv").read_text().splitlines()
-    assert per_class[0] == "class,optimizer.lr=0.02" and len(per_class) == 11  # the ok job, 10 digit classes
+    assert per_class[0] == f"class,\"{OK}\"" and len(per_class) == 11  # the ok job (CSV-quoted), 10 classes
     figures = sorted(sweep_dir.glob("*.png"))
     assert {"acc_vs_optimizer.lr.png", "curves.png"} <= {p.name for p in figures}
     for png in figures:
         assert png.read_bytes()[:8] == PNG_MAGIC and png.stat().st_size > 5000
 
 
-def test_resume_skips_finished_jobs_and_reruns_the_failed_one(lr_sweep):
+def test_resume_skips_finished_jobs_and_reruns_the_failed_ones(lr_sweep):
     sweep_dir, args, _ = lr_sweep
-    before = (sweep_dir / "optimizer.lr=0.02" / "results.json").stat().st_mtime_ns
+    before = (sweep_dir / OK / "results.json").stat().st_mtime_ns
     proc = run_train(*args, "resume=true")
     assert "epoch 0" not in proc.stderr + proc.stdout  # no training happened
-    assert (sweep_dir / "optimizer.lr=0.02" / "results.json").stat().st_mtime_ns == before
-    assert results(sweep_dir / "optimizer.lr=1000")["status"] == "diverged"
-    assert proc.returncode == 1  # the failed job was run again and failed again
+    assert (sweep_dir / OK / "results.json").stat().st_mtime_ns == before
+    assert results(sweep_dir / DIVERGED)["status"] == "diverged"
+    assert proc.returncode == 1  # the failed jobs were run again and failed again
 
 
 @pytest.mark.slow  # five lab.train runs, 33 s: the fast suite keeps the skip/rerun resume tests
@@ -70,11 +84,11 @@ def test_resume_continues_an_unfinished_run_from_last_ckpt(tmp_path):
     (run_dir / "results.json").unlink()  # as if killed after its first epoch
     # Another lr would continue the run with the checkpoint's optimizer state under a config that says otherwise.
     refused = run_train(*common, "trainer.max_epochs=2", "optimizer.lr=0.001", "resume=true")
-    assert refused.returncode == 2 and "was trained with other settings (optimizer.lr: 0.03 -> 0.001)" in refused.stderr
-    assert "lr: 0.03" in (run_dir / ".hydra" / "config.yaml").read_text()  # the run's own record, put back
+    assert refused.returncode == 2 and "other settings (optimizer.lr: 0.03 -> 0.001)" in refused.stderr
+    assert results(run_dir)["config"]["optimizer"]["lr"] == 0.03  # the run keeps its own record
     bad = run_train(*common, "trainer.max_epochs=0", "resume=true")  # a resume that fails its checks
-    assert bad.returncode == 2 and "trainer.max_epochs=0 is not allowed" in bad.stderr
-    assert "max_epochs: 1\n" in (run_dir / ".hydra" / "config.yaml").read_text()  # keeps the record too
+    assert bad.returncode == 2 and "trainer.max_epochs=0" in bad.stderr
+    assert results(run_dir)["config"]["trainer"]["max_epochs"] == 1  # keeps the record too
     before = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["callbacks"]["EpochRecorder"]
     proc = run_train(*common, "trainer.max_epochs=2", "resume=true")
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -89,10 +103,10 @@ def test_resume_continues_an_unfinished_run_from_last_ckpt(tmp_path):
     assert again.returncode == 0 and "epoch 2 " not in again.stderr
     assert "does not extend a finished run" in again.stderr
     assert "settings differ from the run's (optimizer._target_: torch.optim.SGD -> torch.optim.Adam" in again.stderr
-    record = (run_dir / ".hydra" / "config.yaml").read_text()
-    assert "max_epochs: 2" in record and "torch.optim.SGD" in record  # not this command's 3 and Adam
-    assert "optimizer: sgd" in (run_dir / ".hydra" / "hydra.yaml").read_text()  # the choices lab.report reads
-    assert results(run_dir)["status"] == "ok"
+    record = results(run_dir)
+    assert record["config"]["trainer"]["max_epochs"] == 2 and record["config"]["optimizer"]["_target_"] == \
+        "torch.optim.SGD"  # not this command's 3 and Adam
+    assert record["choices"]["optimizer"] == "sgd" and record["status"] == "ok"  # what lab.report reads
     assert again.stdout.startswith(f"Model Accuracy: {results(run_dir)['test_acc']:.4f}\n")
 
 

@@ -131,6 +131,7 @@ def write_teacher(cfg, path) -> str:
 @pytest.mark.parametrize("accelerator,distill", [("cpu", "none"), ("cpu", "both"), pytest.param(
     "gpu", "both", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device"))])
 def test_training_and_validation_loops_never_wait_for_the_device(tmp_path, accelerator, distill):
+    from lab.context import RunContext
     from lab.train import build_run
 
     cfg = compose(["dataset=fake", "dataset.train_size=320", "dataset.test_size=64", "dataset.batch_size=32",
@@ -140,7 +141,7 @@ def test_training_and_validation_loops_never_wait_for_the_device(tmp_path, accel
         del cfg["hydra"]  # lab.train's main gets the config without Hydra's own node
         if distill != "none":
             cfg.distill.teacher_ckpt = write_teacher(cfg, tmp_path / "teacher.ckpt")
-    module, datamodule, trainer, _ = build_run(cfg, tmp_path, time.time())
+    module, datamodule, trainer, _, _ = build_run(cfg, RunContext(run_dir=tmp_path), time.time())
     recorder = RecordSecondEpoch()
     trainer.callbacks.append(recorder)
     trainer.fit(module, datamodule=datamodule)

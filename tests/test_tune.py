@@ -11,8 +11,8 @@ from conftest import ROOT, TINY, results, run_train
 from omegaconf import OmegaConf
 
 from lab.errors import ConfigError
-from lab.tune import trial_outcome
-from lab.tune_space import check_settings, search_space
+from lab.tuning.space import check_settings, search_space
+from lab.tuning.study import trial_outcome
 
 DIGITS = ["dataset=digits", *TINY]
 
@@ -77,7 +77,7 @@ def test_bad_sweeper_settings_are_one_line_errors(changes, message):
 def test_sampled_values_go_back_as_hydra_parses_them():
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from lab.tune import override_text
+    from lab.tuning.study import override_text
 
     for value in (0.013292918943162165, 1e-07, 16, "adam", None, True):
         parsed = OverridesParser.create().parse_override(override_text("k", value)).value()
@@ -106,7 +106,7 @@ def test_bad_input_exits_2_with_one_line_before_anything_trains(tmp_path):
 
 
 def test_the_sweeper_exits_2_on_bad_settings_before_launching(tmp_path, capsys):
-    from lab.tune import run_study
+    from lab.tuning.study import run_study
 
     hydra = {"sweeper": settings(pruner="asa"), "sweep": {"dir": str(tmp_path)}}
     config = OmegaConf.create({"seed": 1, "hydra": hydra})
@@ -193,8 +193,8 @@ def test_tuning_report_draws_the_study_and_gives_the_best_command(tmp_path):
 
     from optuna.trial import TrialState
 
-    from lab.report.tune import write_tuning_report
-    from lab.tune import open_study
+    from lab.tuning.report import write_tuning_report
+    from lab.tuning.study import open_study
 
     tuned = settings(n_trials=6)
     OmegaConf.save(OmegaConf.create({"hydra": {"sweeper": tuned}}), tmp_path / "multirun.yaml")

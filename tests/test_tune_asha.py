@@ -3,7 +3,7 @@ reach a rung later, and no rung past half the run."""
 import optuna
 import pytest
 
-from lab.tune_asha import ASHAPruner, rungs
+from lab.tuning.asha import ASHAPruner, rungs
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

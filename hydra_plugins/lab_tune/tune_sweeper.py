@@ -1,4 +1,4 @@
-"""hydra/sweeper=tune: the config node and the Sweeper that Hydra instantiates. The work is in lab/tune.py,
+"""hydra/sweeper=tune: the config node and the Sweeper that Hydra instantiates. The work is in lab/tuning/,
 imported only when a sweep starts: Hydra imports this module on every start of every lab command."""
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional
@@ -24,6 +24,8 @@ class TuneSweeperConf:
     storage: Optional[str] = None  # null: <sweep dir>/tune.journal; or an Optuna URL (sqlite:///path.db)
     params: Dict[str, Any] = field(default_factory=dict)  # search space: key -> override grammar
     trial: Optional[int] = None   # set by the sweeper for each job: the Optuna trial it trains
+    # lab.train plugs this callback factory into each trial's run: it reports the epochs and prunes
+    job_callback: str = "lab.tuning.pruning.trial_pruning"
 
 
 ConfigStore.instance().store(group="hydra/sweeper", name="tune", node=TuneSweeperConf, provider="lab")
@@ -41,6 +43,6 @@ class TuneSweeper(Sweeper):
             hydra_context=hydra_context, task_function=task_function, config=config)
 
     def sweep(self, arguments):
-        from lab.tune import run_study
+        from lab.tuning.study import run_study
 
         return run_study(self.config, self.launcher, self.hydra_context.config_loader, arguments)

@@ -1,18 +1,18 @@
 """conf/dataset/: every dataset becomes uint8 tensors [N, C, H, W] + int64 labels, loaded once.
 
-`load_dataset` returns an ImageData; `split_validation` holds out part of train; `DataModule` (datamodule.py)
-serves both through DeviceLoader (loader.py). Every image is held as uint8 on the training device, so an
-image folder is checked against a MemoryBudget before it is decoded."""
+`load_training_data` is what a run calls: `load_dataset` (an ImageData) and `split_validation` (part of train
+held out); loader.py's DataModule serves the splits in batches. Every image is held as uint8 on the training
+device, so an image folder is checked against a MemoryBudget (memory.py) before it is decoded. Every dataset key
+is read in this package."""
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from lab.dataset.memory import MemoryBudget, memory_budget
-from lab.dataset.stats import channel_stats
 from lab.errors import DataError
 
-__all__ = ["ImageData", "MemoryBudget", "load_dataset", "split_validation", "channel_stats", "memory_budget"]
+log = logging.getLogger("lab")
 
 
 @dataclass
@@ -30,6 +30,12 @@ class ImageData:
     # Optional int64 [N]: images of one group (GTSRB: ~30 frames of one physical sign) are near-duplicates,
     # so the validation split holds out whole groups.
     train_groups: torch.Tensor | None = None
+    split: tuple | None = None  # (seed, val_split) that drew the validation split; None before split_validation
+
+    @property
+    def val_is_test(self) -> bool:
+        """val_split=0: validation runs on the test set, as the lab did."""
+        return self.val_images is self.test_images
 
     @property
     def num_classes(self) -> int:
@@ -91,9 +97,33 @@ def load_fake(cfg) -> dict:
                 test_labels=test_labels, class_names=[f"class_{i}" for i in range(cfg.num_classes)])
 
 
-def load_dataset(cfg, data_dir: str | Path, budget: MemoryBudget | None = None) -> ImageData:
+def channel_stats(images_uint8: torch.Tensor, chunk: int = 4096) -> tuple[tuple, tuple]:
+    """Per-channel mean and std in [0, 1] units, in chunks so no float copy of the dataset is made."""
+    total = torch.zeros(images_uint8.shape[1], dtype=torch.float64)
+    total_sq = torch.zeros_like(total)
+    for start in range(0, len(images_uint8), chunk):
+        x = images_uint8[start : start + chunk].double().div_(255)
+        total += x.sum((0, 2, 3))
+        total_sq += x.pow(2).sum((0, 2, 3))
+    count = images_uint8.numel() / images_uint8.shape[1]
+    mean = total / count
+    std = (total_sq / count - mean.pow(2)).clamp_min(1e-12).sqrt()
+    return tuple(round(v, 4) for v in mean.tolist()), tuple(round(v, 4) for v in std.tolist())
+
+
+def load_training_data(cfg, data_dir: str | Path, seed: int, on_cuda: bool = False) -> ImageData:
+    """What a run trains on: the dataset with dataset.val_split of train held out (drawn by seed)."""
+    data = split_validation(load_dataset(cfg, data_dir, on_cuda=on_cuda), cfg.val_split, seed)
+    if cfg.val_split == 0:
+        log.warning("dataset.val_split=0: validating on the test set, as the lab did; the best checkpoint "
+                    "is then chosen on test data, so results.json reports the last epoch's test accuracy")
+    return data
+
+
+def load_dataset(cfg, data_dir: str | Path, budget=None, on_cuda: bool = False) -> ImageData:
     """cfg is the dataset group; data_dir is where downloads and decoded caches live; an image folder must fit
-    in budget (default: memory_budget(), half the host's available RAM)."""
+    in budget (a memory.MemoryBudget; default: the GPU's free memory on_cuda, else half the host's available
+    RAM)."""
     name = cfg.name
     if name in ("cifar100", "cifar10"):
         from lab.dataset.cifar import load_cifar
@@ -104,10 +134,10 @@ def load_dataset(cfg, data_dir: str | Path, budget: MemoryBudget | None = None) 
         parts = load_fake(cfg)
     elif name == "imagefolder":
         from lab.dataset.imagefolder import load_imagefolder
-        parts = load_imagefolder(cfg, Path(data_dir), budget or memory_budget())
+        parts = load_imagefolder(cfg, Path(data_dir), budget or device_budget(on_cuda))
     elif name == "gtsrb":
         from lab.dataset.gtsrb import load_gtsrb
-        parts = load_gtsrb(cfg, Path(data_dir), budget or memory_budget())
+        parts = load_gtsrb(cfg, Path(data_dir), budget or device_budget(on_cuda))
     elif name == "fashion_mnist":
         from lab.dataset.fashion_mnist import load_fashion_mnist
         parts = load_fashion_mnist(cfg, Path(data_dir))
@@ -118,9 +148,14 @@ def load_dataset(cfg, data_dir: str | Path, budget: MemoryBudget | None = None) 
     if cfg.get("mean") is not None and cfg.get("std") is not None:
         mean, std = tuple(cfg.mean), tuple(cfg.std)
     else:
-        mean, std = parts.pop("stats", None) or channel_stats(parts["train_images"])
-    parts.pop("stats", None)
+        mean, std = channel_stats(parts["train_images"])
     return ImageData(**parts, mean=mean, std=std, dataset_name=name)
+
+
+def device_budget(on_cuda: bool):
+    from lab.dataset.memory import memory_budget
+
+    return memory_budget(on_cuda)
 
 
 def take_train_subset(parts: dict, size: int, name: str) -> dict:
@@ -145,6 +180,7 @@ def take_train_subset(parts: dict, size: int, name: str) -> dict:
 
 def split_validation(data: ImageData, val_split: float, seed: int) -> ImageData:
     """Hold out `val_split` of train (fixed by seed). val_split=0 validates on the test set, as the lab did."""
+    data.split = (seed, val_split)
     if val_split == 0:
         data.val_images, data.val_labels = data.test_images, data.test_labels
         return data

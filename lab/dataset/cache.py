@@ -11,7 +11,7 @@ import torch
 from lab.run_files import atomic_path
 
 log = logging.getLogger("lab")
-CACHE_VERSION = 1  # part of every cache key: bump it when decoding changes, so old caches are not reused
+CACHE_VERSION = 2  # part of every cache key: bump it when decoding changes, so old caches are not reused
 
 
 def cache_file(data_dir: Path, name: str, files: list[Path], settings: dict) -> Path:

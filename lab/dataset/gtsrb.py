@@ -11,7 +11,6 @@ import torch
 from lab.dataset.cache import cache_file, read_cache, write_cache
 from lab.dataset.imagefolder import check_readable, decode_labeled
 from lab.dataset.memory import MemoryBudget, check_fits
-from lab.dataset.stats import channel_stats
 from lab.errors import DataError
 
 log = logging.getLogger("lab")
@@ -79,8 +78,7 @@ def load_gtsrb(cfg, data_dir: Path, budget: MemoryBudget | None) -> dict:
         train_images, train_labels, bad = decode_labeled(*zip(*train), cfg.image_size, cfg.num_workers)
         test_images, test_labels, bad_test = decode_labeled(*zip(*test), cfg.image_size, cfg.num_workers)
         parts = dict(train_images=train_images, train_labels=train_labels, test_images=test_images,
-                     test_labels=test_labels, class_names=list(CLASS_NAMES), stats=channel_stats(train_images),
-                     bad_files=bad + bad_test)
+                     test_labels=test_labels, class_names=list(CLASS_NAMES), bad_files=bad + bad_test)
         write_cache(path, parts)
     check_readable(parts, data_dir / "gtsrb", cfg.skip_bad_files)
     parts["train_groups"] = track_groups(train, parts.pop("bad_files"))

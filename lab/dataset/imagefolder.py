@@ -18,7 +18,6 @@ from PIL import Image, ImageOps
 
 from lab.dataset.cache import cache_file, read_cache, write_cache
 from lab.dataset.memory import MemoryBudget, check_fits
-from lab.dataset.stats import channel_stats
 from lab.errors import DataError
 
 log = logging.getLogger("lab")
@@ -204,8 +203,7 @@ def decode_imagefolder(cfg, train: dict, test: dict | None, class_names: list[st
         test_images, test_labels = train_images[test_idx], train_labels[test_idx]
         train_images, train_labels = train_images[train_idx], train_labels[train_idx]
     return dict(train_images=train_images, train_labels=train_labels, test_images=test_images,
-                test_labels=test_labels, class_names=class_names, stats=channel_stats(train_images),
-                bad_files=bad)
+                test_labels=test_labels, class_names=class_names, bad_files=bad)
 
 
 def load_imagefolder(cfg, data_dir: Path, budget: MemoryBudget | None) -> dict:

@@ -10,19 +10,12 @@ from pathlib import Path
 from lab.report.curves import curves
 from lab.report.figure_parts import LINESTYLES, MARKERS, empty_figure, label, left_out, seeded, wrap
 from lab.report.table import SEED, SOURCE, cell, is_numeric
-from lab.run_files import atomic_path
+from lab.run_files import save_png
 
 # A key held fixed within each source but different between sources (two sweeps, at base_width 16 and 32) is a
 # property of the source, not a swept axis: the source's name labels it and the tables list its values. It
 # gets an acc_vs axis of its own only with this many values, enough for a trend; two are compare.png's A vs B.
 MIN_SOURCE_AXIS_VALUES = 3
-
-
-def save_png(fig, path: Path) -> Path:
-    """Rendered to a temp file in the same dir and renamed, so a reader never sees half a PNG."""
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
-    return path
 
 
 def group_colours(n: int) -> list:

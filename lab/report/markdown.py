@@ -1,6 +1,6 @@
 """summary.md for lab.report: what was swept and what was held fixed, how noisy the accuracies are, the seed
 groups, the per-job table."""
-from lab.report.noise import WITHIN_NOISE, wilson_interval
+from lab.noise import WITHIN_NOISE, wilson_interval
 from lab.report.table import NUMERIC_COLUMNS, SEED, cell, key_columns, status_counts
 
 BEST = " ★"

@@ -1,13 +1,14 @@
 """The report's tables: one row per job read from its run dir, the seed groups, and how a cell reads.
 
-A DIR is a run dir (results.json, metrics.csv, .hydra/) or a sweep dir whose subdirectories are run dirs.
+A DIR is a run dir (results.json, metrics.csv, .hydra/) or a sweep dir whose subdirectories are run dirs. A job
+is read from its results.json alone (its numbers, overrides, group choices and resolved config) and metrics.csv.
 The shared vocabulary of lab.report (column names, cells): figures.py and markdown.py import it from here.
-pandas and yaml are imported inside functions so that --help is instant."""
+pandas is imported inside functions so that --help is instant."""
 from pathlib import Path
 
 from lab.errors import ReportError
 from lab.keys import run_overrides
-from lab.report.noise import noise_columns, wilson_interval
+from lab.noise import noise_columns, wilson_interval
 from lab.run_files import read_results
 
 RESULT_COLUMNS = ["status", "test_acc", "test_acc_top5", "best_val_acc", "teacher_val_acc", "train_time_s",
@@ -56,21 +57,13 @@ def parse_value(text):
     return text
 
 
-def read_yaml(path: Path):
-    import yaml
-
-    try:
-        return yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError):
-        return None
-
-
-def config_value(run_dir: Path, key: str):
-    """The value a job ran with for a key it did not override: its group choice or composed config value."""
-    choices = ((read_yaml(run_dir / ".hydra" / "hydra.yaml") or {}).get("hydra") or {}).get("runtime", {})
-    if key in (choices.get("choices") or {}):
-        return choices["choices"][key]
-    node = read_yaml(run_dir / ".hydra" / "config.yaml")
+def config_value(results: dict | None, key: str):
+    """The value a job ran with for a key it did not override: its group choice or resolved config value, as its
+    results.json records them."""
+    results = results or {}
+    if key in (results.get("choices") or {}):
+        return results["choices"][key]
+    node = results.get("config")
     for part in key.split("."):
         node = node.get(part) if isinstance(node, dict) else None
     return parse_value(node) if isinstance(node, (str, int, float)) else None
@@ -95,16 +88,13 @@ def class_count(results: dict | None) -> int | None:
 
 def load_job(run_dir: Path, source: str) -> dict:
     results = read_results(run_dir)
-    overrides = (results or {}).get("overrides")
-    if not isinstance(overrides, list):
-        overrides = read_yaml(run_dir / ".hydra" / "overrides.yaml")
-    kept = run_overrides(overrides)
+    kept = run_overrides((results or {}).get("overrides"))
     job = {SOURCE: source, "overrides": {key: parse_value(value) for key, value, _ in kept},
            "override_items": [typed for _, _, typed in kept]}  # as typed (+experiment=...): they paste into a command
     job.update({k: (results or {}).get(k) for k in RESULT_COLUMNS})
     job["status"] = job["status"] or "missing"
     job.update(num_classes=class_count(results), test_images=(results or {}).get("test_images"))
-    job.update(job=run_dir.name, note=job_note(results, run_dir), run_dir=str(run_dir))
+    job.update(job=run_dir.name, note=job_note(results, run_dir), run_dir=str(run_dir), results=results)
     return job
 
 
@@ -156,9 +146,8 @@ def build_table(dirs: list[Path], names: list[str]):
     configured = [k for k in CONFIG_COLUMNS + DISTILL_COLUMNS if k not in keys]
     for job in jobs:  # a key one job overrides and another does not: the other ran the config's value
         job.update({k: job["overrides"].get(k, None) for k in keys})
-        job.update({k: config_value(Path(job["run_dir"]), k)
-                    for k in keys + configured if k not in job["overrides"]})
-    table = pd.DataFrame([{k: v for k, v in job.items() if k not in ("overrides", "override_items")}
+        job.update({k: config_value(job["results"], k) for k in keys + configured if k not in job["overrides"]})
+    table = pd.DataFrame([{k: v for k, v in job.items() if k not in ("overrides", "override_items", "results")}
                           for job in jobs])
     swept = [k for k in keys if table[k].nunique(dropna=False) > 1]
     configured = [k for k in configured if table[k].nunique(dropna=False) > 1 or

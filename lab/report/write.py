@@ -5,15 +5,14 @@ swept, per_class_acc.csv, and the figures of figures.py. lab.sweep calls write_r
 multirun. pandas and matplotlib are imported inside functions so that --help is instant."""
 import argparse
 import logging
-import sys
 from pathlib import Path
 
-from lab.errors import ReportError
+from lab.errors import ReportError, say_user_error
 from lab.report.figures import write_figures
 from lab.report.markdown import summary_markdown
 from lab.report.table import SEED, build_table, group_over_seeds, per_class_table, source_names, status_counts
-from lab.report.tune import write_tuning_report
 from lab.run_files import write_atomic
+from lab.tuning.report import write_tuning_report
 
 log = logging.getLogger("lab")
 
@@ -79,14 +78,12 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.out is None and len(args.dirs) > 1:
-        print(f"lab.report: error: {len(args.dirs)} DIRs given; pass --out DIR for the combined report",
-              file=sys.stderr)
-        return 2
+        return say_user_error(f"{len(args.dirs)} DIRs given; pass --out DIR for the combined report",
+                              "lab.report: error")
     try:
         dirs, names = named_dirs(args.dirs, args.label)
         report = write_report(dirs, args.out or dirs[0], names)
     except ReportError as err:
-        print(f"lab.report: error: {err}", file=sys.stderr)
-        return 2
+        return say_user_error(err, "lab.report: error")
     print("\n".join(str(path) for path in report["files"]))
     return 0

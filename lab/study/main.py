@@ -12,22 +12,22 @@ import sys
 import time
 from pathlib import Path
 
-from lab.errors import ConfigError
+from lab.errors import EXIT_STOPPED, ConfigError, say_user_error
 from lab.run_files import write_json
 from lab.study.plan import (
     Step,
     compose_study,
-    count_jobs,
     gpu_overrides,
+    inspect_step,
     selected_steps,
     split_argv,
     step_command,
     study_dir,
 )
-from lab.study.run import POLL_S, Progress, Stopped, error_line, first_finished_run, start_step, stop_steps
+from lab.study.report import failed_jobs, write_study_report
+from lab.study.run import POLL_S, Progress, Stopped, first_finished_run, start_step, step_error, stop_steps
 
 log = logging.getLogger("lab")
-EXIT_STATUS = {"Ctrl-C": 130, "SIGTERM": 143}
 
 
 def plan_study(argv: list[str]):
@@ -41,12 +41,18 @@ def plan_study(argv: list[str]):
 
 
 def job_totals(steps: list[Step], study: dict, step_overrides: list[str], out: Path) -> dict:
-    """Each step's job count, for the ETA; a step that needs an earlier one is counted with a stand-in dir."""
+    """Each step's job count, for the ETA, after checking every job of every step: a bad value or path is one
+    line before any step runs (ConfigError). A step that needs an earlier one is checked with a stand-in dir."""
     totals = {}
     for step in steps:
         probe = Step(step.name, step.spec)
         step_command(probe, study, step_overrides, out, lambda name: out / name)
-        totals[step.name] = 0 if probe.skipped else count_jobs(probe.command)
+        if probe.skipped:
+            totals[step.name] = 0
+            continue
+        totals[step.name], problem = inspect_step(probe.command)
+        if problem:
+            raise ConfigError(f"study step {step.name} (python -m lab.train {' '.join(probe.command)}): {problem}")
     return totals
 
 
@@ -95,7 +101,7 @@ def step_outcome(step: Step, returncode: int, out: Path) -> dict:
     outcome = dict(status="ok" if returncode == 0 else "failed", exit_code=returncode, command=step.command,
                    log=str(log_path.relative_to(out)))
     if returncode != 0:
-        outcome["error"] = error_line(log_path)
+        outcome["error"] = step_error(out / step.name, returncode, log_path.relative_to(out))
         log.error(f"study: {step.name} exited {returncode}: {outcome['error']} (log {log_path})")
     return outcome
 
@@ -121,9 +127,7 @@ def answer_flags(argv: list[str]) -> int | None:
     unknown = [arg for arg in argv if arg.startswith("-") and arg not in ("-m", "--multirun", "--config-dir", "-cd")
                and not arg.startswith("--config-dir=")]
     if unknown:
-        print(f"error: {unknown[0]}: lab.study takes overrides (KEY=VALUE), --config-dir DIR and --help",
-              file=sys.stderr)
-        return 2
+        return say_user_error(f"{unknown[0]}: lab.study takes overrides (KEY=VALUE), --config-dir DIR and --help")
     return None
 
 
@@ -135,16 +139,16 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     try:
         study, out, step_overrides, steps = plan_study(argv)
+        totals = job_totals(steps, study, step_overrides, out)  # every job checked before any step runs
     except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return say_user_error(err)
     except KeyboardInterrupt:
         print("stopped by Ctrl-C before any step started", file=sys.stderr)
         return 130
     started = time.time()
     out.mkdir(parents=True, exist_ok=True)
     log.info(f"study {study['name']}: {len(steps)} step(s) ({', '.join(s.name for s in steps)}) in {out}")
-    progress = Progress(job_totals(steps, study, step_overrides, out))
+    progress = Progress(totals)
     signal.signal(signal.SIGTERM, on_sigterm)
     stopped_by, outcomes = None, {}
     try:
@@ -155,13 +159,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def finish(study, out, argv, steps, outcomes, started, stopped_by) -> int:
-    from lab.report.study import failed_jobs, write_study_report
-
     command = shlex.join(["python", "-m", "lab.study", *argv])
     runs = previous_runs(out) + [dict(argv=argv, started_at=round(started, 3), ended_at=round(time.time(), 3))]
     report = write_study_report(study, out, steps, outcomes, runs, command=command)
     failed = failed_jobs(report)
-    exit_code = EXIT_STATUS[stopped_by] if stopped_by else 1 if failed else 0
+    exit_code = EXIT_STOPPED[stopped_by] if stopped_by else 1 if failed else 0
     runs[-1]["exit_code"] = exit_code
     write_json(out / "study_runs.json", {"runs": runs})
     log.info(f"study: report {out / 'REPORT.md'}")

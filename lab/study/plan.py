@@ -8,9 +8,10 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from lab.config import CONF
 from lab.errors import ConfigError
+from lab.keys import override_key
 
-CONF_DIR = Path(__file__).resolve().parent.parent.parent / "conf"
 STUDY_KEYS = {"name", "title", "steps", "signs_root", "jobs_per_gpu", "parallel_steps", "root", "dir",
               "published", "plan"}
 STEP_KEYS = {"title", "args", "needs", "match", "published", "note", "overrides", "keep_groups", "skip_unless",
@@ -56,7 +57,7 @@ def compose_study(study_overrides: list[str], config_dir: str | None) -> dict:
     extra = [f"hydra.searchpath=[file://{Path(config_dir).absolute()}]"] if config_dir else []
     GlobalHydra.instance().clear()
     try:
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
             cfg = compose("study", overrides=study_overrides + extra)
     except Exception as err:  # Hydra's errors name the key or option: keep their first line
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
@@ -70,7 +71,7 @@ def compose_study(study_overrides: list[str], config_dir: str | None) -> dict:
 
 
 def study_names(config_dir: str | None) -> list[str]:
-    folders = [CONF_DIR / "study"] + ([Path(config_dir) / "study"] if config_dir else [])
+    folders = [CONF / "study"] + ([Path(config_dir) / "study"] if config_dir else [])
     return sorted({p.stem for folder in folders for p in folder.glob("*.yaml")})
 
 
@@ -111,10 +112,6 @@ def selected_steps(study: dict) -> list[str]:
         if name in wanted:
             wanted.update(((plan[name] or {}).get("needs") or {}).values())
     return [name for name in plan if name in wanted]
-
-
-def override_key(item: str) -> str:
-    return item.split("=", 1)[0].lstrip("+~")
 
 
 def study_dir(study: dict, study_overrides: list[str], step_overrides: list[str]) -> Path:
@@ -166,33 +163,37 @@ def quoted(path) -> str:
     return f"'{text}'" if re.search(r"[=,\s'\"\[\]{}()*?:$\\]", text) else text
 
 
-def count_jobs(command: list[str]) -> int | None:
-    """How many jobs a step's sweep launches (its experiment's grid and the command line's), or None when
-    the command does not compose (the step then fails and says why)."""
+def inspect_step(command: list[str]) -> tuple[int | None, str | None]:
+    """(how many jobs a step's sweep launches, the first problem in any job's config) for a step's lab.train
+    command, from its experiment's grid and the command line, before anything runs. (None, the problem) when
+    the command does not compose; (None, None) when the jobs cannot be known here (a glob)."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from lab.sweep import sweep_size
+    from lab.config import check_job
+    from lab.sweeps.jobs import job_overrides
 
     config_dir = command[command.index("--config-dir") + 1] if "--config-dir" in command else None
     overrides = [o for o in command if o not in ("-m", "--multirun", "--config-dir", config_dir)]
+    search = [f"hydra.searchpath=[file://{config_dir}]"] if config_dir else []
+    GlobalHydra.instance().clear()
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
         plain = [item for item, o in zip(overrides, parsed)
                  if not o.is_sweep_override() and not o.key_or_group.startswith("hydra.")]
-        GlobalHydra.instance().clear()
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            search = [f"hydra.searchpath=[file://{config_dir}]"] if config_dir else []
-            cfg = compose("train", overrides=plain + search, return_hydra_config=True)
-        params = cfg.hydra.sweeper.get("params")
-        params = OmegaConf.to_container(params) if params else {}
-        return sweep_size(OmegaConf.create({"hydra": {"overrides": {"task": overrides},
-                                                      "sweeper": {"params": params}}}))
-    except Exception:
-        return None
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            master = compose("train", overrides=plain + search, return_hydra_config=True)
+            sweep = OmegaConf.create({"hydra": {"overrides": {"task": overrides}, "sweeper": {
+                "_target_": master.hydra.sweeper._target_, "params": master.hydra.sweeper.get("params") or {}}}})
+            jobs = job_overrides(sweep)
+            for job in jobs or []:
+                check_job(compose("train", overrides=job + search))
+    except Exception as err:  # a ConfigError, or Hydra's composition error: its first line names the override
+        return None, (str(err).strip().splitlines() or [type(err).__name__])[0]
     finally:
         GlobalHydra.instance().clear()
+    return (len(jobs) if jobs is not None else None), None
 
 
 def gpu_overrides(study: dict, step_overrides: list[str]) -> list[str]:

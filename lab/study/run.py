@@ -9,11 +9,10 @@ import subprocess
 import time
 from pathlib import Path
 
-from lab.run_files import FINISHED, read_results
+from lab.run_files import ENDED, FINISHED, read_results
 from lab.study.plan import Step, python_command
 
 log = logging.getLogger("lab")
-ENDED = ("ok", "diverged", "failed")
 POLL_S = 2.0
 PR_SET_PDEATHSIG = 1
 
@@ -110,21 +109,13 @@ def start_step(step: Step, out: Path) -> subprocess.Popen:
     return process
 
 
-def error_line(log_path: Path) -> str:
-    """The step's one error line from its last command's output: lab's `error: ...` line, else the first
-    line Hydra printed without a log prefix (a composition error: "Could not override 'foo'.")."""
-    try:
-        text = log_path.read_text(errors="replace")
-    except OSError:
-        return ""
-    lines = [line.strip() for line in text.split("\n$ python")[-1].splitlines()[1:] if line.strip()]
-    lines = [line for line in lines if "HYDRA_FULL_ERROR" not in line]
-    lab_errors = [line for line in lines if "error:" in line.lower()]
-    plain = [line for line in lines if not line.startswith(("[", "/", "warnings.", "Model Accuracy", "Total time"))]
-    if lab_errors:
-        return lab_errors[-1][:400]
-    hint = plain[1:2] if len(plain) > 1 and plain[1].startswith("To ") else []  # Hydra's "To append ... use +"
-    return " ".join((plain or lines or [""])[:1] + hint)[:400]
+def step_error(step_dir: Path, returncode: int, log_path) -> str:
+    """A failed step's one line: the errors its failed jobs recorded in their results.json, else where to look."""
+    errors = [f"{path.name}: {record['error']}" for path in job_dirs(step_dir)
+              if (record := read_results(path) or {}).get("status") == "failed" and record.get("error")]
+    if errors:
+        return "; ".join(errors[:3]) + (f"; and {len(errors) - 3} more" if len(errors) > 3 else "")
+    return f"exited {returncode} with no job's results.json naming an error: see {log_path}"
 
 
 def stop_steps(running: dict, by: str) -> None:

@@ -6,9 +6,10 @@ import math
 from pathlib import Path
 
 from lab.errors import ReportError
-from lab.report.noise import NOISE_LEVEL, two_proportion_p, versus, wilson_interval
+from lab.noise import NOISE_LEVEL, two_proportion_p, versus, wilson_interval
 from lab.report.table import build_table, cell, config_value, group_over_seeds, parse_value
 from lab.run_files import read_results, write_atomic, write_json
+from lab.study.markdown import provenance, study_markdown
 
 SEED = "seed"
 
@@ -23,7 +24,7 @@ def step_jobs(out: Path, step, match: str | None) -> tuple[list[dict], bool]:
         return [], False
     keys = [k for k in swept if k != SEED]
     for i, job in table.iterrows():
-        table.loc[i, "match_value"] = str(config_value(Path(job.run_dir), match)) if match else ""
+        table.loc[i, "match_value"] = str(config_value(read_results(Path(job.run_dir)), match)) if match else ""
         table.loc[i, "label"] = job_label(job, keys, match)
         table.loc[i, "dataset"] = (read_results(Path(job.run_dir)) or {}).get("dataset")
     if SEED not in swept:
@@ -132,8 +133,6 @@ def failed_jobs(report: dict) -> list[str]:
 
 
 def write_study_report(study: dict, out: Path, steps, outcomes: dict, runs: list[dict], command: str) -> dict:
-    from lab.study.markdown import provenance, study_markdown
-
     names = [s.name for s in steps]
     names += [n for n in study["plan"] if n not in names and (out / n).is_dir()]  # run by an earlier command
     names = [n for n in study["plan"] if n in names]

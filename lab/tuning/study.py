@@ -1,20 +1,20 @@
 """hydra/sweeper=tune: an Optuna study (ask and tell) whose trials are lab.train jobs sent out through the
 configured Hydra launcher, n_jobs at a time. The search space is Hydra's override grammar (interval, range,
-choice, tag(log, ...)); each job reports its epochs to its trial (lab/tune_pruning.py), so the pruner stops
-bad trials early; the study lives in the sweep dir (tune.journal), so the same command continues it.
+choice, tag(log, ...); space.py); each job reports its epochs to its trial (pruning.py, a callback the sweeper
+hands to lab.train), so the pruner stops bad trials early; the study lives in the sweep dir (tune.journal), so
+the same command continues it.
 
 Trial dirs are named trial=NNN (sampled floats make poor dir names); each job's results.json holds its
 overrides. Optuna is imported only here, when a tuning sweep starts."""
 import logging
 import math
-import sys
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from lab.errors import ConfigError
+from lab.errors import ConfigError, exit_for_user_error
 from lab.run_files import read_results
-from lab.tune_space import check_same_space, check_settings, grid_left, search_space
+from lab.tuning.space import check_same_space, check_settings, grid_left, search_space
 
 log = logging.getLogger("lab")
 JOURNAL = "tune.journal"
@@ -49,7 +49,7 @@ def make_pruner(settings, max_epochs: int):
 
     first, factor = settings.min_epochs, settings.reduction_factor
     if settings.pruner == "asha":
-        from lab.tune_asha import ASHAPruner
+        from lab.tuning.asha import ASHAPruner
 
         return ASHAPruner(first, factor, max_epochs)
     if settings.pruner == "hyperband":
@@ -94,9 +94,8 @@ def trial_outcome(record: dict | None, objective: str):
         return TrialState.FAIL, None, status + (f": {record.get('error')}" if record and record.get("error") else "")
     if objective not in record:
         numbers = sorted(k for k, v in record.items() if isinstance(v, (int, float)) and not isinstance(v, bool))
-        print(f"error: hydra.sweeper.objective={objective} is not in results.json (numbers there: "
-              f"{', '.join(numbers)})", file=sys.stderr)
-        sys.exit(2)
+        exit_for_user_error(f"hydra.sweeper.objective={objective} is not in results.json (numbers there: "
+                            f"{', '.join(numbers)})")
     value = record[objective]
     if not isinstance(value, (int, float)) or not math.isfinite(value):
         return TrialState.FAIL, None, f"{objective} is {value}"
@@ -149,8 +148,7 @@ def exit_on_config_error(check, *args):
     try:
         return check(*args)
     except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+        exit_for_user_error(err)
 
 
 def checked_space(settings, arguments: list[str], config_loader):
@@ -163,7 +161,7 @@ def prepare_study(config, grid: dict, fixed: list[str], space: dict):
     """The study in the sweep dir (new or continued), with its sampler; -> (study, n_trials)."""
     settings, sweep_dir = config.hydra.sweeper, Path(config.hydra.sweep.dir)
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(config, sweep_dir / "multirun.yaml")  # before any job: lab.sweep reads the sweep from it
+    OmegaConf.save(config, sweep_dir / "multirun.yaml")  # before any job: lab.sweeps reads the sweep from it
     max_epochs = int(OmegaConf.select(config, "trainer.max_epochs", default=1))
     study = open_study(settings, sweep_dir, max_epochs)
     exit_on_config_error(check_same_space, study, space, sweep_dir)

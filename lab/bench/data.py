@@ -7,9 +7,9 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
+from lab.config import CONF
 from lab.dataset.loader import DeviceLoader
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
 CIFAR100 = OmegaConf.load(CONF / "dataset" / "cifar100.yaml")
 MEAN, STD = tuple(CIFAR100.mean), tuple(CIFAR100.std)
 

@@ -1,20 +1,13 @@
-"""Multiruns: job dirs named by the swept keys (the hydra.sweep.subdir resolver), and a Hydra callback that
-writes the report at the end and flags failed jobs."""
-import logging
-import sys
+"""A sweep's jobs: the swept keys, each job's dir name (the hydra.sweep.subdir resolver), how many jobs the sweep
+launches and how far it has got."""
 import time
 from pathlib import Path
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.experimental.callback import Callback
-from hydra.types import RunMode
 from omegaconf import OmegaConf
 
-from lab.keys import run_overrides
-from lab.run_files import read_results
-from lab.slurm_queue import check_and_watch, stop_watching
-
-log = logging.getLogger("lab")
+from lab.keys import override_key, run_overrides
+from lab.run_files import ENDED, read_results
 
 
 def swept_keys(config) -> list[str]:
@@ -25,17 +18,21 @@ def swept_keys(config) -> list[str]:
     return keys + [k for k in params if k not in keys]
 
 
-def job_dirname(*, _root_) -> str:
+def job_dirname(_root_) -> str:
     """A sweep job's dir from its swept overrides only (`optimizer.lr=0.03`), so names stay short and a rerun
     of the same command maps every job to the same dir (what resume=true relies on). The swept keys come from
     the sweep's multirun.yaml, which the sweeper writes before any job starts; without it every override
     names the dir."""
     sweep_file = Path(_root_.hydra.sweep.dir) / "multirun.yaml"
-    swept = {k.lstrip("+~") for k in swept_keys(OmegaConf.load(sweep_file))} if sweep_file.is_file() else None
+    swept = {override_key(k) for k in swept_keys(OmegaConf.load(sweep_file))} if sweep_file.is_file() else None
     parts = [typed.lstrip("+~") for key, _, typed in run_overrides(_root_.hydra.overrides.task)
-             if swept is None or key in swept]
+             if swept is None or key in swept]  # the typed override without its +/~ prefix
     name = ",".join(parts).replace("/", "_")
     return name[:200] if name else str(_root_.hydra.job.num)
+
+
+if not OmegaConf.has_resolver("lab_job_dir"):  # hydra.sweep.subdir: ${lab_job_dir:}
+    OmegaConf.register_new_resolver("lab_job_dir", lambda *, _root_: job_dirname(_root_))
 
 
 def sweep_size(config) -> int | None:
@@ -44,7 +41,7 @@ def sweep_size(config) -> int | None:
     if OmegaConf.select(config, "hydra.sweeper.n_trials"):
         return int(config.hydra.sweeper.n_trials)
     given = list(config.hydra.overrides.task)
-    typed = {item.split("=", 1)[0].lstrip("+~") for item in given}
+    typed = {override_key(item) for item in given}
     params = OmegaConf.select(config, "hydra.sweeper.params") or {}
     given += [f"{key}={value}" for key, value in params.items() if key not in typed]  # the command line wins
     size = 1
@@ -67,7 +64,7 @@ def sweep_progress(config) -> str:
     if not total:
         return line
     ended = [r for r in (read_results(p) or {} for p in sweep_dir.iterdir() if p.is_dir())
-             if r.get("status") in ("ok", "diverged", "failed", "pruned")]
+             if r.get("status") in ENDED]
     started_at = master_file.stat().st_mtime
     paced = [r for r in ended if (r.get("finished_at") or started_at) >= started_at]
     if paced:
@@ -77,35 +74,43 @@ def sweep_progress(config) -> str:
     return line
 
 
-class SweepCallback(Callback):
-    def on_multirun_start(self, config, **kwargs) -> None:
-        check_and_watch(config)  # hydra/launcher=slurm: refuse a request Slurm never runs, log the queue
+def job_overrides(config) -> list[list[str]] | None:
+    """Each job's overrides, as hydra's basic sweeper expands them: the sweeper's params, then the command line
+    (which wins), every swept value crossed with the others. None when the sweeper is another one (a tuner
+    samples its jobs) or a value needs Hydra's config loader to expand (glob)."""
+    import itertools
 
-    def on_job_start(self, config, **kwargs) -> None:
-        if config.hydra.mode != RunMode.MULTIRUN:  # Hydra calls job callbacks for single runs too
-            return
-        log.info(f"{sweep_progress(config)}: starting {Path(config.hydra.runtime.output_dir).name}")
+    if not str(OmegaConf.select(config, "hydra.sweeper._target_") or "").endswith("BasicSweeper"):
+        return None
+    params = OmegaConf.select(config, "hydra.sweeper.params") or {}
+    given = [f"{key}={value}" for key, value in params.items()] + list(config.hydra.overrides.task)
+    choices = {}
+    try:
+        for override in OverridesParser.create().parse_overrides(given):
+            key = override.get_key_element()
+            choices[key] = ([f"{key}={v}" for v in override.sweep_string_iterator()] if override.is_sweep_override()
+                            else [f"{key}={override.get_value_element_as_str()}"])
+    except Exception:
+        return None
+    return [list(job) for job in itertools.product(*choices.values())]
 
-    def on_job_end(self, config, job_return, **kwargs) -> None:
-        if config.hydra.mode != RunMode.MULTIRUN:
-            return
-        results = read_results(Path(config.hydra.runtime.output_dir)) or {}
-        acc = results.get("test_acc")
-        outcome = f"{results.get('status', 'no results.json')}" + (f", test_acc {acc:.4f}" if acc is not None else "")
-        log.info(f"{sweep_progress(config)}: ended {Path(config.hydra.runtime.output_dir).name} ({outcome})")
 
-    def on_multirun_end(self, config, **kwargs) -> None:
-        stop_watching()
-        sweep_dir = Path(config.hydra.sweep.dir)
-        failed = [p.name for p in sorted(sweep_dir.iterdir()) if p.is_dir()
-                  and (read_results(p) or {}).get("status") == "failed"] if sweep_dir.is_dir() else []
+def check_jobs(config) -> str | None:
+    """The first problem in any job's config (lab.config.check_job), as one line naming the job; None when every
+    job passes. Composed with Hydra's compose API, inside the running sweep (its search path, its config)."""
+    from hydra import compose
+
+    from lab.config import check_job
+    from lab.errors import ConfigError
+
+    jobs = job_overrides(config)
+    swept = set(swept_keys(config))
+    for overrides in jobs or []:
+        name = ",".join(o for o in overrides if o.split("=", 1)[0] in swept) or "the only job"
         try:
-            from lab.report import write_report
-            write_report([sweep_dir], sweep_dir)
-        except Exception as err:  # a broken figure must not hide the jobs' results
-            log.error(f"report for {sweep_dir} failed: {type(err).__name__}: {err}")
-        if failed:
-            log.error(f"{len(failed)} job(s) failed in {sweep_dir}: {', '.join(failed)} (see results.json "
-                      f"and the log in each; once the cause is fixed, rerun with resume=true "
-                      f"hydra.sweep.dir={sweep_dir} to run only those again)")
-            sys.exit(1)
+            check_job(compose(config_name=config.hydra.job.config_name, overrides=overrides))
+        except ConfigError as err:
+            return f"job {name}: {err}"
+        except Exception as err:  # Hydra's composition errors name the override on their first line
+            return f"job {name}: {(str(err).strip().splitlines() or [type(err).__name__])[0]}"
+    return None

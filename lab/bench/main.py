@@ -14,8 +14,8 @@ from pathlib import Path
 
 import torch
 
-from lab.bench_data import cpu_clock, cpu_model, data_section, others_cpu_share
-from lab.bench_training import (
+from lab.bench.data import cpu_clock, cpu_model, data_section, others_cpu_share
+from lab.bench.training import (
     host_section,
     jobs_section,
     memory_section,
@@ -139,7 +139,3 @@ def main(argv=None) -> int:
     save()
     print(f"\nwrote {args.out} ({report['bench_time_s']} s)")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,14 +1,10 @@
 """hydra/launcher=slurm before the job array runs: refuse a request the partition can never meet (Slurm would
-keep it PENDING forever, reason PartitionConfig or PartitionTimeLimit, and say nothing); and the words for a
-job stopped by SIGTERM inside Slurm. lab/slurm_queue.py watches the array while it runs."""
+keep it PENDING forever, reason PartitionConfig or PartitionTimeLimit, and say nothing). slurm_watch.py watches
+the array while it runs; lab/outcome.py has the words for a job stopped by SIGTERM inside Slurm."""
 import logging
-import os
 import re
 import shutil
 import subprocess
-
-from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
 
 from lab.errors import ConfigError
 
@@ -135,17 +131,3 @@ def check_request(launcher) -> None:
     problem = unmet_request(launcher, partition, records)
     if problem:
         raise ConfigError(problem)
-
-
-def requeue_note(by: str) -> str:
-    """lab.outcome.stopped()'s words for a SIGTERM inside a Slurm job, put before its resume=true hint: a
-    requeue (preemption, scontrol requeue) reruns the same command with SLURM_RESTART_COUNT > 0, which
-    resumes by itself when that command lands in the same dir; a cancelled (scancel) job needs the hint."""
-    if by != "SIGTERM" or not os.environ.get("SLURM_JOB_ID"):
-        return ""
-    hydra = HydraConfig.get() if HydraConfig.initialized() else None
-    same_dir = hydra is not None and (hydra.mode == RunMode.MULTIRUN or  # submitit reruns the pickled sweep
-                                      any(o.startswith("hydra.run.dir=") for o in hydra.overrides.hydra))
-    when = "" if same_dir else " if its command sets hydra.run.dir (else a rerun starts over in a new dir)"
-    return (f"if Slurm requeues this job (preemption, scontrol requeue), it resumes from last.ckpt on its "
-            f"own{when}; if it was cancelled (scancel), ")

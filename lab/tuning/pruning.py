@@ -1,12 +1,11 @@
 """The job side of hydra/sweeper=tune: each epoch's val_acc goes to the job's Optuna trial, and the run stops at
-the end of an epoch the pruner rejects (results.json then says status pruned). A pytorch_lightning callback:
-optuna-integration's targets lightning.pytorch, a separate class hierarchy."""
+the end of an epoch the pruner rejects (its record() then makes results.json say status pruned). The sweeper
+hands `trial_pruning` to each of its jobs (hydra.sweeper.job_callback); lab.train never imports this module. A
+pytorch_lightning callback: optuna-integration's targets lightning.pytorch, a separate class hierarchy."""
 import logging
 import math
-from pathlib import Path
 
 import pytorch_lightning as pl
-from hydra.core.hydra_config import HydraConfig
 
 log = logging.getLogger("lab")
 
@@ -28,23 +27,22 @@ class TrialPruning(pl.Callback):
             log.info(f"tune: trial {self.trial.number} pruned after epoch {trainer.current_epoch} "
                      f"({self.metric} {float(value):.4f})")
 
+    def record(self) -> dict:
+        """What this callback adds to the run's results.json."""
+        return {} if self.pruned_epoch is None else dict(status="pruned", pruned_epoch=self.pruned_epoch)
 
-def trial_pruning(cfg) -> TrialPruning | None:
-    """The callback when this job is a trial of a tuning sweep (the sweeper sets hydra.sweeper.trial)."""
-    if not HydraConfig.initialized() or HydraConfig.get().sweeper.get("trial") is None:
-        return None
+
+def trial_pruning(cfg, ctx) -> TrialPruning:
+    """The callback of the trial this job trains (the sweeper sets hydra.sweeper.trial; ctx.sweeper holds it)."""
     import optuna
+    from omegaconf import OmegaConf
 
-    from lab.tune import make_pruner, open_storage
+    from lab.tuning.study import make_pruner, open_storage
 
-    settings = HydraConfig.get().sweeper
-    storage = open_storage(settings, Path(HydraConfig.get().sweep.dir))
+    settings = OmegaConf.create(ctx.sweeper)
+    storage = open_storage(settings, ctx.sweep_dir)
     study = optuna.load_study(study_name=settings.study_name, storage=storage,
                               pruner=make_pruner(settings, cfg.trainer.max_epochs))
     study_id = storage.get_study_id_from_name(settings.study_name)
     trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, settings.trial)
     return TrialPruning(optuna.trial.Trial(study, trial_id), settings.epoch_metric)
-
-
-def pruned_epoch(trainer) -> int | None:
-    return next((c.pruned_epoch for c in trainer.callbacks if isinstance(c, TrialPruning)), None)

@@ -1,18 +1,18 @@
-"""python -m lab.bench's training, host, memory and concurrent-jobs sections (lab/bench.py holds the CLI and the
-table; lab/bench_data.py the machine facts and the data path)."""
+"""python -m lab.bench's training, host, memory and concurrent-jobs sections (main.py holds the command line and
+the tables; data.py the machine facts and the data path)."""
 import json
 import os
 import subprocess
 import sys
 import tempfile
-from functools import partial
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 
-from lab.bench_data import CONF, fake_cifar, lab_loader, sync
+from lab.bench.data import fake_cifar, lab_loader, sync
+from lab.config import CONF
 from lab.model import build_model
 
 
@@ -73,9 +73,10 @@ def lightning_throughput(model, device, batch, steps, warmup, precision: str, co
 
     torch.manual_seed(0)
     net = build_net(model, device, channels_last)
-    module = Classifier(net, {"num_classes": 100},
-                        partial(torch.optim.SGD, lr=0.01, momentum=0.9, weight_decay=1e-4), None,
-                        compile_net=compile_net)
+    if compile_net:
+        net.compile()
+    sgd = OmegaConf.create(dict(_target_="torch.optim.SGD", _partial_=True, lr=0.01, momentum=0.9, weight_decay=1e-4))
+    module = Classifier(net, {"num_classes": 100}, sgd)
     images, labels = fake_cifar(batch * (steps + warmup))
     timer = StepTimer()
     if device.type == "cuda":
@@ -185,7 +186,7 @@ def memory_section(device, quick: bool) -> dict:
 def jobs_section(device, batch, quick: bool) -> list[dict]:
     """Is several small jobs on one device faster than one at a time? k concurrent resnet10 loops."""
     steps, warmup = (3, 1) if device.type == "cpu" else (40, 10)
-    code = ("import json,torch; from lab.bench_training import raw_throughput; "
+    code = ("import json,torch; from lab.bench.training import raw_throughput; "
             f"print(json.dumps(raw_throughput('resnet10', torch.device('{device.type}'), {batch}, {steps}, "
             f"{warmup}, {device.type == 'cuda'}, True)))")
     rows = []

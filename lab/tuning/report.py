@@ -1,4 +1,4 @@
-"""The report of a hydra/sweeper=tune sweep dir (lab/tune.py): tune_progress.png (best so far vs trial),
+"""The report of a hydra/sweeper=tune sweep dir (study.py): tune_progress.png (best so far vs trial),
 tune_params.png (the objective against each tuned key, log x where sampled log), tune_importance.png (with two
 keys or more) and tuning.md (the best trial as a command, epochs spent vs full trials, one row per trial).
 
@@ -9,9 +9,8 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from lab.report.figures import save_png
-from lab.run_files import read_results, write_atomic
-from lab.tune import override_text
+from lab.run_files import read_results, save_png, write_atomic
+from lab.tuning.study import open_storage, override_text
 
 log = logging.getLogger("lab")
 PRUNED_STYLE = dict(marker="x", color="0.55", linestyle="none", label="pruned (value at the stop)")
@@ -30,8 +29,6 @@ def tuning_settings(sweep_dir: Path):
 def load_trials(sweep_dir: Path, settings):
     """(study, [one dict per trial: number, state, params, value, stop_value, epochs, test_acc, dir])."""
     import optuna
-
-    from lab.tune import open_storage
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.load_study(study_name=settings.study_name, storage=open_storage(settings, sweep_dir))

@@ -4,7 +4,6 @@ import glob
 import logging
 import os
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -12,13 +11,12 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from lab.errors import ConfigError
-from lab.slurm import check_request
+from lab.errors import ConfigError, exit_for_user_error
+from lab.sweeps.slurm import check_request
 
 log = logging.getLogger("lab")
 POLL_S = 10    # squeue for the sweep's jobs this often; a line when their states change...
 REPEAT_S = 60  # ...and at least this often while any is queued or running
-_stop_watch = threading.Event()  # the running watch's; stop_watching() sets it
 
 
 def submitted_arrays(submitit_folder: str) -> list[str]:
@@ -89,23 +87,16 @@ def watch_queue(submitit_folder: str, sweep_dir: str, stop: threading.Event) -> 
             last_line, logged_at = line, time.time()
 
 
-def check_and_watch(config) -> None:
-    """SweepCallback.on_multirun_start: under hydra/launcher=slurm, refuse (one line, exit 2) a request the
-    partition cannot meet, then watch the array in a daemon thread until stop_watching()."""
+def check_and_watch(config) -> threading.Event:
+    """SweepCallback.on_multirun_start under hydra/launcher=slurm: refuse (one line, exit 2) a request the
+    partition cannot meet, then watch the array in a daemon thread until the returned event is set."""
     launcher = config.hydra.launcher
-    if not str(launcher.get("_target_", "")).endswith("SlurmLauncher"):
-        return
     try:
         check_request(launcher)
     except ConfigError as err:  # Hydra calls back outside lab.train's main: raised, it prints a traceback
-        log.error(f"error: {err}")
-        sys.exit(2)
-    global _stop_watch
-    _stop_watch = threading.Event()
+        exit_for_user_error(err)
+    stop = threading.Event()
     folder = str(OmegaConf.select(config, "hydra.launcher.submitit_folder") or "")
-    threading.Thread(target=watch_queue, args=(folder, str(config.hydra.sweep.dir), _stop_watch), daemon=True,
+    threading.Thread(target=watch_queue, args=(folder, str(config.hydra.sweep.dir), stop), daemon=True,
                      name="slurm-queue").start()
-
-
-def stop_watching() -> None:
-    _stop_watch.set()
+    return stop

@@ -1,0 +1,5 @@
+import sys
+
+from lab.bench.main import main
+
+sys.exit(main())
