@@ -104,8 +104,10 @@ def check_jobs(config) -> str | None:
     from lab.errors import ConfigError
 
     jobs = job_overrides(config)
+    if jobs is None:
+        return None
     swept = set(swept_keys(config))
-    for overrides in jobs or []:
+    for overrides in jobs:
         name = ",".join(o for o in overrides if o.split("=", 1)[0] in swept) or "the only job"
         try:
             check_job(compose(config_name=config.hydra.job.config_name, overrides=overrides))
