@@ -27,6 +27,11 @@ def override_key(item) -> str:
     return str(item).split("=", 1)[0].lstrip("+~")
 
 
+def without_prefix(item) -> str:
+    """An override as typed without its '+'/'++'/'~' prefix: '+experiment=teacher' -> 'experiment=teacher'."""
+    return str(item).lstrip("+~")
+
+
 def run_overrides(items) -> list[tuple[str, str, str]]:
     """(key, value, override as typed) for each override that describes the run itself: '+'/'~'/'++'
     stripped from the key, hydra.* and resume left out (they say where and how a run goes, not what it is)."""

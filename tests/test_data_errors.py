@@ -1,5 +1,6 @@
 """Bad data inputs as one line that names the file or folder and the fix: a damaged CIFAR archive, an image
 folder too large for the training device, a relative dataset.root that does not exist."""
+import os
 import pickle
 
 import numpy as np
@@ -85,7 +86,7 @@ def test_too_large_a_dataset_names_its_size_the_budget_and_an_image_size_that_fi
         check_fits(100_000, 3, 224, budget, tmp_path)
     message = str(err.value)
     assert "100000 images" in message and str(tmp_path) in message and "\n" not in message
-    assert "need 14.0 GiB" in message and "1.0 GiB there is room for (free memory of GPU 0, a test GPU)" in message
+    assert "14.0 GiB" in message and "1.0 GiB" in message and "GPU 0" in message
     largest = int(message.split("dataset.image_size=")[2].split()[0])  # the first one is the size asked for
     assert images_bytes(100_000, 3, largest) <= budget.bytes < images_bytes(100_000, 3, largest + 1)
     check_fits(100_000, 3, largest, budget, tmp_path)
@@ -129,16 +130,18 @@ def test_on_cuda_the_budget_is_the_gpus_free_memory(monkeypatch):
     assert lab.dataset.memory.memory_budget(on_cuda=True) == expected
 
 
-def test_the_hosts_available_memory_is_known_here():
+def test_the_hosts_available_memory_is_read_and_no_more_than_its_ram():
     available = lab.dataset.memory.host_available_bytes()
-    assert available is not None and 2**26 < available < 2**50
+    physical = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")  # MemFree: the kernel can also drop caches
+    assert available is not None and free // 2 <= available <= physical
 
 
 def test_a_relative_root_that_does_not_exist_names_the_absolute_folder(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(DataError) as err:
         load_dataset(folder_cfg("Traffic_sign"), tmp_path / "data")
-    assert str(err.value).startswith(f"dataset.root=Traffic_sign: {tmp_path / 'Traffic_sign'} does not exist")
+    assert "dataset.root=Traffic_sign" in str(err.value) and f"{tmp_path / 'Traffic_sign'} " in str(err.value)
     colour_folder(tmp_path / "signs", {"train_dataset": 2})
     data = load_dataset(folder_cfg("signs", image_size=8), tmp_path / "data")  # relative to the current folder
     assert len(data.train_labels) + len(data.test_labels) == 6 and np.isfinite(data.mean).all()

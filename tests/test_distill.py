@@ -99,7 +99,7 @@ def test_teacher_from_another_validation_split_is_warned_about(teacher_ckpt, cap
     assert build_distiller(cfg.distill, tiny_data("digits", 10, split=(42, 0.1))) is not None
     assert "validation split" not in caplog.text  # the teacher's own seed and val_split
     build_distiller(cfg.distill, tiny_data("digits", 10, split=(7, 0.1)))
-    assert "seed=42, dataset.val_split=0.1, this student with seed=7" in caplog.text
+    assert "seed=42" in caplog.text and "seed=7" in caplog.text and "validation" in caplog.text
 
 
 @pytest.mark.slow  # a 3-job sweep (14 s); the slow study test also runs teacher -> students end to end

@@ -33,7 +33,6 @@ def test_a_failure_or_a_stop_never_replaces_a_finished_runs_results(tmp_path):
     # resume=true on a finished run from another machine (trainer=gpu without one) or a Ctrl-C while it
     # reports: nothing was trained, so the results must stay.
     import pytest
-
     from omegaconf import open_dict
 
     from lab.context import RunContext

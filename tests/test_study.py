@@ -138,19 +138,19 @@ def mid_training(study_dir: Path) -> bool:
 
 @pytest.mark.slow
 def test_a_study_resumes_after_ctrl_c_and_kill_9_without_training_a_finished_job_twice(tmp_path):
-    """Run t1 and t3 (one lr fails its check), then the whole cut-down study: Ctrl-C it, kill -9 it (each
-    while a job trains), run it to the end. Every finished job keeps its finished_at, a stopped job resumes
-    from its last.ckpt, and REPORT.md has every section."""
+    """Run t1 and t3 (one job fails when it loads its data: a training subset larger than digits), then the
+    whole cut-down study: Ctrl-C it, kill -9 it (each while a job trains), run it to the end. Every finished job
+    keeps its finished_at, a stopped job resumes from its last.ckpt, and REPORT.md has every section."""
     arrow_folder(tmp_path / "signs", {"train_dataset": 24, "test_dataset": 8}, size=16)
     tiny = ["dataset=digits", "trainer.max_epochs=3", "model.base_width=8", "trainer.accelerator=cpu",
-            'study.plan.t3.overrides=["optimizer.lr=0.05,-1"]',
+            'study.plan.t3.overrides=["optimizer.lr=0.05","dataset.train_subset=null,5000"]',
             f"study.signs_root={tmp_path / 'signs'}"]
     study_dir = tmp_path / "study"
     first = study_proc(tmp_path, "study.steps=[t1,t3]", *tiny)
     err = first.communicate(timeout=600)[1]
-    assert first.returncode == 1 and "t3/optimizer.lr=-1" in err, err[-2000:]
+    assert first.returncode == 1 and "train_subset=5000" in err, err[-2000:]
     done = finished_at(study_dir)
-    assert set(done) == {"t1/0", "t3/optimizer.lr=0.05"}
+    assert len(done) == 2 and "t1/0" in done and any("train_subset=null" in job for job in done)
 
     everything = ["study.steps=[t1,t3,t5,t6]", *tiny]
     for stop in (signal.SIGINT, signal.SIGKILL):
@@ -166,7 +166,7 @@ def test_a_study_resumes_after_ctrl_c_and_kill_9_without_training_a_finished_job
 
     last = study_proc(tmp_path, *everything)
     err = last.communicate(timeout=600)[1]
-    assert last.returncode == 1 and "t3/optimizer.lr=-1" in err  # the bad lr still fails, the rest finished
+    assert last.returncode == 1 and "train_subset=5000" in err  # the bad job still fails, the rest finished
     assert {k: v for k, v in finished_at(study_dir).items() if k in done} == done
     for job in ("teacher/0", "t5/distill=none", "t5/distill=soft_target", "t5/distill=logits", "t6/0"):
         assert results(study_dir / job)["status"] in ("ok", "diverged"), job
@@ -175,8 +175,19 @@ def test_a_study_resumes_after_ctrl_c_and_kill_9_without_training_a_finished_job
     report = (study_dir / "REPORT.md").read_text()
     for heading in ("## t1.", "## t3.", "## t5.", "### teacher.", "## t6.", "## Provenance"):
         assert heading in report
-    assert "optimizer.lr=-1" in report and "failed" in report
+    assert "train_subset=5000" in report and "failed" in report
     assert "distill.teacher_ckpt=" in (study_dir / "logs" / "t5.log").read_text()
+
+
+def test_a_missing_path_or_bad_value_in_any_step_stops_the_study_before_any_step(tmp_path, capsys):
+    out = tmp_path / "study"
+    code = main([f"study.dir={out}", *DIGITS, "study.steps=[t1,t6]", f"study.signs_root={tmp_path / 'MISSING'}"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert "study step t6" in err and str(tmp_path / "MISSING") in err and "is not a folder" in err
+    assert not out.exists()  # nothing started, nothing written
+    assert main([f"study.dir={out}", *DIGITS, "study.steps=[t3]", 'study.plan.t3.overrides=["optimizer.lr=abc"]']) == 2
+    assert "optimizer.lr='abc' is not allowed" in capsys.readouterr().err and not out.exists()
 
 
 def test_jobs_per_gpu_lists_each_gpu_that_many_times_for_a_joblib_launcher(monkeypatch):

@@ -100,8 +100,8 @@ def test_bad_input_exits_2_with_one_line_before_anything_trains(tmp_path):
                      f"hydra.sweep.dir={sweep_dir}")
     assert proc.returncode == 2, proc.stderr[-2000:]
     errors = [line for line in proc.stderr.splitlines() if "error" in line.lower()]
-    assert errors == ["error: optimizer.lr: a log scale needs values > 0, not interval(0.0, 1.0); "
-                      "e.g. optimizer.lr='tag(log, interval(0.001, 1))'"], proc.stderr
+    assert len(errors) == 1 and errors[0].startswith("error: optimizer.lr") and "interval(0.0, 1.0)" in errors[0]
+    assert "log scale" in errors[0], proc.stderr
     assert "Traceback" not in proc.stderr and not any(sweep_dir.glob("trial=*"))
 
 
@@ -113,8 +113,8 @@ def test_the_sweeper_exits_2_on_bad_settings_before_launching(tmp_path, capsys):
     with pytest.raises(SystemExit) as stop:
         run_study(config, launcher=None, config_loader=None, arguments=["optimizer.lr=interval(0.01, 0.1)"])
     assert stop.value.code == 2
-    assert capsys.readouterr().err == ("error: hydra.sweeper.pruner=asa is not a pruner: choose asha, median, "
-                                       "hyperband, none\n")
+    err = capsys.readouterr().err
+    assert err.startswith("error: hydra.sweeper.pruner=asa") and err.count("\n") == 1 and "asha" in err
     assert not (tmp_path / "tune.journal").exists()
 
 

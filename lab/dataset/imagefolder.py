@@ -104,10 +104,9 @@ def try_decode(path: Path, image_size: int) -> np.ndarray | None:
 def decoded_arrays(paths: list[Path], image_size: int, num_workers: int):
     """Each file's uint8 [H, W, 3] array (None if unreadable), in order.
 
-    Threads pay only for large images. Measured on 16 cores: 8 threads decode 640 px JPEGs 4.6x faster
-    (2.0 ms each alone), but make 30-120 px PPMs (GTSRB, 0.12 ms each) 3x slower, as the Python part of
-    Image.open dominates and threads only fight over the GIL. So the first files are decoded here, timed,
-    and the rest go to num_workers threads only when an image takes longer than THREADS_FROM_S."""
+    Threads pay only for large images: they speed up big JPEGs and slow small PPMs down, whose decoding is mostly
+    Python fighting over the GIL (BENCHMARKS.md, "Decoding an image folder"). So the first files are decoded
+    here, timed, and the rest go to num_workers threads only when an image takes longer than THREADS_FROM_S."""
     seconds = []
     for path in paths[:PROBE_FILES]:
         start = time.perf_counter()

@@ -6,7 +6,7 @@ from pathlib import Path
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
-from lab.keys import override_key, run_overrides
+from lab.keys import override_key, run_overrides, without_prefix
 from lab.run_files import ENDED, read_results
 
 
@@ -25,8 +25,8 @@ def job_dirname(_root_) -> str:
     names the dir."""
     sweep_file = Path(_root_.hydra.sweep.dir) / "multirun.yaml"
     swept = {override_key(k) for k in swept_keys(OmegaConf.load(sweep_file))} if sweep_file.is_file() else None
-    parts = [typed.lstrip("+~") for key, _, typed in run_overrides(_root_.hydra.overrides.task)
-             if swept is None or key in swept]  # the typed override without its +/~ prefix
+    parts = [without_prefix(typed) for key, _, typed in run_overrides(_root_.hydra.overrides.task)
+             if swept is None or key in swept]
     name = ",".join(parts).replace("/", "_")
     return name[:200] if name else str(_root_.hydra.job.num)
 

@@ -1,16 +1,15 @@
 """hydra.sweeper.pruner=asha: asynchronous successive halving over epochs (Li et al. 2020), the rule of Optuna's
-SuccessiveHalvingPruner with two changes for studies of tens of trials, a few at a time:
+SuccessiveHalvingPruner with two changes for studies of tens of trials, a few at a time (why, measured:
+BENCHMARKS.md, "Tuning"):
 
 - A trial is ranked at each rung against every trial that has reached that rung, also those that reach it after
-  it did, at each of its later epochs. Optuna ranks a trial once, when it arrives: the first trials of a study
-  (nothing to rank against yet) go on to the last epoch, whatever they score. Measured on digits (20 trials, 2 at
-  once): one of the first two, at lr 0.71 with val_acc 0.38, trained all 10 epochs.
-- No rung past half the run (rungs at min_epochs x factor^k <= max_epochs / 2): a rung at epoch 9 of 10 saves
-  one epoch for each trial it stops, and throws away nine. Measured: one trial a study stopped at epoch 9, with
-  the study's best val_acc.
+  it did, at each of its later epochs: Optuna ranks a trial once, on arrival, so the first trials of a study
+  (nothing to rank against yet) go on to the last epoch, whatever they score.
+- No rung past half the run (rungs at min_epochs x factor^k <= max_epochs / 2): a late rung saves one epoch for
+  each trial it stops, and throws away the rest of a run that had almost finished.
 
-The values ranked are the epoch metric each job reports (lab/tune_pruning.py), read from the study's storage, so
-jobs in other processes rank against each other."""
+The values ranked are the epoch metric each job reports (pruning.py), read from the study's storage, so jobs in
+other processes rank against each other."""
 import math
 
 import optuna

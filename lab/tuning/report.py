@@ -9,6 +9,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from lab.keys import override_key
 from lab.run_files import read_results, save_png, write_atomic
 from lab.tuning.study import open_storage, override_text
 
@@ -111,7 +112,7 @@ def importance_figure(study, keys: list[str]):
 
 def best_command(study, best: dict) -> str:
     fixed = list(study.user_attrs.get("fixed_overrides", []))
-    if any(item.lstrip("+").startswith("experiment=") for item in fixed):
+    if any(override_key(item) == "experiment" for item in fixed):
         fixed.append("hydra.mode=RUN")  # an experiment may carry its own sweep (hydra.mode: MULTIRUN)
     items = fixed + [override_text(k, v) for k, v in best["params"].items()]
     return "python -m lab.train " + " ".join(f"'{i}'" if any(c in i for c in " ()") else i for i in items)

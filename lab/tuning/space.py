@@ -4,6 +4,7 @@ import itertools
 from pathlib import Path
 
 from lab.errors import ConfigError
+from lab.keys import override_key
 
 SAMPLERS = ("tpe", "random", "grid")
 PRUNERS = ("asha", "median", "hyperband", "none")
@@ -43,8 +44,8 @@ def search_space(params: dict, arguments: list[str], config_loader=None):
     ({key: distribution}, {key: grid values}, fixed overrides as typed). The command line wins."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    given = {a.split("=", 1)[0].lstrip("+~") for a in arguments}
-    items = [f"{k}={v}" for k, v in (params or {}).items() if k.lstrip("+~") not in given] + list(arguments)
+    given = {override_key(a) for a in arguments}
+    items = [f"{k}={v}" for k, v in (params or {}).items() if override_key(k) not in given] + list(arguments)
     try:
         overrides = OverridesParser.create(config_loader=config_loader).parse_overrides(items)
     except Exception as err:
