@@ -146,6 +146,23 @@ def test_train_and_test_with_different_classes_is_an_error(colours, tmp_path):
         load(colours, tmp_path / "data")
 
 
+def test_a_one_class_folder_is_refused_before_any_image_is_decoded(tmp_path, monkeypatch):
+    colour_folder(tmp_path / "one", {"train_dataset": 3}, classes={"red": COLOURS["red"]})
+    monkeypatch.setattr(imagefolder, "decode_files", lambda *a: pytest.fail("decoded a one-class folder"))
+    with pytest.raises(DataError, match="one class folder") as caught:
+        load(tmp_path / "one", tmp_path / "data")
+    assert "red" in str(caught.value) and "at least two classes" in str(caught.value)
+
+
+def test_decoding_a_folder_raises_no_warning(colours, tmp_path):
+    """PyTorch warns about read-only NumPy arrays; lab's own decoding gives it none to warn about."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert len(load(colours, tmp_path / "data").train_labels) == 18
+
+
 def test_missing_root_and_unset_root_are_errors(tmp_path):
     with pytest.raises(DataError, match=str(tmp_path / "nowhere")):
         load(tmp_path / "nowhere", tmp_path / "data")

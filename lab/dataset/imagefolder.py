@@ -67,6 +67,9 @@ def check_classes(train: dict, test: dict | None, train_dir: Path, test_dir: Pat
     if not train:
         raise DataError(f"{train_dir} has no class folders: expected {train_dir}/<class name>/<images> "
                         f"(set dataset.train_dir=. if the class folders are directly in {root})")
+    if len(train) == 1:
+        raise DataError(f"{train_dir} has one class folder ({next(iter(train))}): a classifier needs at least two "
+                        f"classes; add a folder per class under {train_dir}")
     splits = [(train_dir, train)] + ([(test_dir, test)] if test is not None else [])
     empty = [split_dir / name for split_dir, classes in splits for name, files in classes.items() if not files]
     if empty:
@@ -90,7 +93,7 @@ def decode_image(path, image_size: int, mode: str = "RGB") -> np.ndarray:
             image = Image.alpha_composite(Image.new("RGBA", image.size, "black"), image.convert("RGBA"))
         # Squashed to a square, as torchvision's Resize((s, s)); Pillow's bilinear resize is antialiased.
         image = image.convert(mode).resize((image_size, image_size), Image.Resampling.BILINEAR)
-    array = np.asarray(image, dtype=np.uint8)
+    array = np.array(image, dtype=np.uint8)  # a copy torch may write to (asarray views Pillow's read-only bytes)
     return array[:, :, None] if array.ndim == 2 else array
 
 
