@@ -61,6 +61,7 @@ RULES = [
     ("resume", lambda v: isinstance(v, bool), "true or false"),
     ("cpu_threads", lambda v: v in (None, "auto") or (is_int(v) and v >= 1), "auto, null or an integer >= 1"),
     ("progress_every_s", lambda v: v is None or (is_number(v) and v > 0), "a number of seconds > 0, or null (off)"),
+    ("step_loss_every", lambda v: v is None or (is_int(v) and v >= 1), "an integer >= 1 (steps), or null (off)"),
     ("model.channels_last", lambda v: isinstance(v, bool), "true or false"),
     ("model.compile", lambda v: isinstance(v, bool), "true or false"),
     ("model.base_width", lambda v: is_int(v) and v >= 1, "an integer >= 1, e.g. 64"),

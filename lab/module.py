@@ -60,15 +60,19 @@ class Classifier(pl.LightningModule):
     """`hparams` must be plain (dicts, lists, numbers, strings): it is saved in every checkpoint and
     torch.load(weights_only=True) must read it back. It holds what lab.checkpoint needs to rebuild the net.
     `optimizer_cfg` is a conf/optimizer node (a `_partial_` factory), `scheduler_cfg` a conf/scheduler node;
-    `distiller` a lab.distill.Distiller or None; `label_smoothing` conf/train.yaml's loss.label_smoothing."""
+    `distiller` a lab.distill.Distiller or None; `label_smoothing` conf/train.yaml's loss.label_smoothing;
+    `step_loss_every` its step_loss_every (the training loss of every Nth step is kept for steps.csv)."""
 
     def __init__(self, net: nn.Module, hparams: dict, optimizer_cfg=None, scheduler_cfg=None, distiller=None,
-                 label_smoothing: float = 0.0):
+                 label_smoothing: float = 0.0, step_loss_every: int | None = None):
         super().__init__()
         self.net = net
         self.save_hyperparameters(hparams)
         self.optimizer_cfg, self.scheduler_cfg = optimizer_cfg, scheduler_cfg
         self.per_class_acc, self.epoch_lr = None, None
+        self.step_loss_every = step_loss_every
+        self.step_losses = []  # (global step, loss on the device) since steps.csv was last written
+        self.test_predicted, self.predicted_batches = None, []  # the last test pass's predicted class per image
         self.label_smoothing = float(label_smoothing)
         self.distiller = distiller  # a plain object, not a submodule: the teacher stays out of the checkpoint
         num_classes = hparams["num_classes"]
@@ -103,9 +107,22 @@ class Classifier(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["epoch_lr"] = self.epoch_lr  # a mid-epoch resume skips on_train_epoch_start
+        # A checkpoint taken mid-epoch (SIGTERM) keeps the step losses not yet in steps.csv.
+        checkpoint["pending_step_losses"] = self.take_step_losses()
+        self.step_losses = list(checkpoint["pending_step_losses"])
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.epoch_lr = checkpoint.get("epoch_lr")
+        self.step_losses = [tuple(pair) for pair in checkpoint.get("pending_step_losses", [])]
+
+    def take_step_losses(self) -> list[tuple[int, float]]:
+        """The kept (step, training loss) pairs, emptied. The losses still on the device (tensors; floats come
+        from a checkpoint) are stacked there and copied to the host once."""
+        on_device = [loss for _, loss in self.step_losses if torch.is_tensor(loss)]
+        copied = iter(torch.stack(on_device).float().cpu().tolist() if on_device else [])
+        pairs = [(step, next(copied) if torch.is_tensor(loss) else loss) for step, loss in self.step_losses]
+        self.step_losses = []
+        return pairs
 
     def training_step(self, batch, batch_idx):
         images, labels = batch
@@ -120,19 +137,23 @@ class Classifier(pl.LightningModule):
             self.losses["train_distill"].update(distill, len(labels))
         self.losses["train_loss"].update(loss, len(labels))
         self.metrics["train_set"].update(logits.detach(), labels)
+        if self.step_loss_every and self.global_step % self.step_loss_every == 0:
+            self.step_losses.append((self.global_step, loss.detach()))  # stays on the device until epoch end
         return loss
 
-    def eval_step(self, batch, stage: str) -> None:
+    def eval_step(self, batch, stage: str) -> torch.Tensor:
         images, labels = batch
         logits = self(images)
         self.losses[f"{stage}_loss"].update(F.cross_entropy(logits, labels), len(labels))
         self.metrics[f"{stage}_set"].update(logits, labels)
+        return logits
 
     def validation_step(self, batch, batch_idx):
         self.eval_step(batch, "val")
 
     def test_step(self, batch, batch_idx):
-        self.eval_step(batch, "test")
+        logits = self.eval_step(batch, "test")
+        self.predicted_batches.append(logits.argmax(1))  # on the device: read once, at the end of the pass
 
     def compute(self, stage: str) -> dict:
         """Epoch values of one stage (synced across DDP ranks by torchmetrics), then reset."""
@@ -153,10 +174,16 @@ class Classifier(pl.LightningModule):
             values["lr"] = torch.tensor(self.epoch_lr, dtype=torch.float64)
         self.log_dict(values)
 
+    def on_test_epoch_start(self) -> None:
+        self.predicted_batches = []
+
     def on_test_epoch_end(self) -> None:
         values = self.compute("test")
         self.per_class_acc = values.pop("test_per_class_acc", None)
         self.log_dict(values)
+        if self.predicted_batches:  # this rank's share of the test set, in order
+            self.test_predicted = torch.cat(self.predicted_batches).cpu()
+        self.predicted_batches = []
 
     def configure_optimizers(self):
         optimizer = hydra.utils.instantiate(self.optimizer_cfg)(self.net.parameters())

@@ -154,11 +154,29 @@ class EpochRecorder(pl.Callback):
         if not all(math.isfinite(metrics.get(k, 0.0)) for k in ("train_loss", "val_loss")):
             self.diverged_epoch = trainer.current_epoch
             trainer.should_stop = True
+        steps = pl_module.take_step_losses()
         if not trainer.is_global_zero:
             return
         self.append(row)
+        if steps:
+            self.append_steps(trainer.current_epoch, steps)
         log.info("epoch %d  " % row["epoch"] + "  ".join(
             f"{k} {row[k]:.4g}" for k in self.columns[1:] if isinstance(row.get(k), float)))
+
+    def append_steps(self, epoch: int, steps: list[tuple[int, float]]) -> None:
+        """steps.csv: (step, epoch, train_loss) of every step_loss_every-th step; rows of steps a resumed run
+        trains again are replaced."""
+        path = self.path.with_name("steps.csv")
+        rows = []
+        if path.exists():
+            with open(path) as f:
+                rows = [r for r in csv.DictReader(f) if int(r["step"]) < steps[0][0]]
+        rows += [{"step": step, "epoch": epoch, "train_loss": f"{loss:.7g}"} for step, loss in steps]
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=["step", "epoch", "train_loss"])
+        writer.writeheader()
+        writer.writerows(rows)
+        write_atomic(path, buf.getvalue())
 
     def append(self, row: dict) -> None:
         rows = []

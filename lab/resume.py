@@ -22,7 +22,7 @@ log = logging.getLogger("lab")
 # What a resumed run may change: where files are, how long it runs, where it runs, how it logs. (A longer
 # trainer.max_epochs also changes a cosine schedule's T_max, which is then reported as a difference.)
 MAY_DIFFER = ("resume", "trainer.max_epochs", "trainer.max_steps", "trainer.accelerator", "paths", "gpu_pool",
-              "logger", "dataset.num_workers", "model.compile", "cpu_threads", "progress_every_s")
+              "logger", "dataset.num_workers", "model.compile", "cpu_threads", "progress_every_s", "step_loss_every")
 
 
 def report_finished(cfg, ctx: RunContext, done: dict) -> float:

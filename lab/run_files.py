@@ -11,6 +11,7 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
+PREDICTIONS = "test_predictions.json"
 METRIC_COLUMNS = ["epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "epoch_time_s"]
 FINISHED = ("ok", "diverged")  # statuses that resume=true skips
 ENDED = ("ok", "diverged", "pruned", "failed")  # a job that ended: nothing happens to it until it is run again
@@ -76,6 +77,22 @@ def save_results(cfg, ctx, results: dict) -> None:
                    dataset=ctx.choices.get("dataset"), **git_state(), choices=dict(ctx.choices),
                    config=OmegaConf.to_container(cfg, resolve=True))
     write_json(ctx.run_dir / "results.json", results)
+
+
+def save_predictions(run_dir: Path, predicted, labels, checkpoint: str) -> None:
+    """test_predictions.json: each test image's predicted class and label, in test-set order, from the checkpoint
+    results.json's test_acc was scored with: two runs on the same test set compare image by image (lab.study)."""
+    if predicted is None or len(predicted) != len(labels):
+        return
+    write_json(Path(run_dir) / PREDICTIONS, dict(checkpoint=checkpoint, predicted=predicted.tolist(),
+                                                 label=labels.cpu().tolist()))
+
+
+def read_predictions(run_dir: Path) -> dict | None:
+    try:
+        return json.loads((Path(run_dir) / PREDICTIONS).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
 
 
 def save_png(fig, path: Path) -> Path:

@@ -22,7 +22,7 @@ from lab.config import register_resolvers, validate
 from lab.context import RunContext, claim_gpu, run_context
 from lab.errors import ConfigError, exit_for_user_error
 from lab.outcome import run_or_exit
-from lab.run_files import FINISHED, print_results, read_results, save_results
+from lab.run_files import FINISHED, print_results, read_results, save_predictions, save_results
 
 register_resolvers()
 log = logging.getLogger("lab")
@@ -66,6 +66,9 @@ def fit_and_test(cfg: DictConfig, ctx: RunContext, resume: bool) -> float:
         log.warning(f"loss became NaN/inf in epoch {recorder.diverged_epoch}: stopped, status diverged")
     else:
         results.update(test_checkpoints(trainer, module, datamodule))
+        if trainer.is_global_zero and trainer.world_size == 1:  # DDP ranks each hold a share of the predictions
+            save_predictions(ctx.run_dir, module.test_predicted, datamodule.data.test_labels,
+                             results["scored_checkpoint"])
     for callback in plugged:  # what a sweeper's callback adds (a tuning trial its pruner stopped: pruned)
         results.update(callback.record())
     results.update(total_time_s=round(earlier_processes_s + time.perf_counter() - start, 3),
@@ -112,7 +115,8 @@ def build_run(cfg: DictConfig, ctx: RunContext, started_at: float):
                    image_size=data.image_size, class_names=list(data.class_names), mean=list(data.mean),
                    std=list(data.std), dataset=data.dataset_name, config=OmegaConf.to_container(cfg, resolve=True),
                    choices=ctx.choices)
-    module = Classifier(net, hparams, cfg.optimizer, cfg.scheduler, distiller, cfg.loss.label_smoothing)
+    module = Classifier(net, hparams, cfg.optimizer, cfg.scheduler, distiller, cfg.loss.label_smoothing,
+                        cfg.step_loss_every)
     datamodule = DataModule(data, cfg.dataset, cfg.seed, channels_last)
     recorder = EpochRecorder(ctx.run_dir, ["train_ce", "train_distill"] if distiller else [], ctx.job_started_at,
                              segment_started_at=started_at,
@@ -130,11 +134,11 @@ def test_checkpoints(trainer, module, datamodule) -> dict:
     checkpoint = trainer.checkpoint_callback
     best_path = checkpoint.best_model_path if checkpoint else ""
     held_out = not datamodule.data.val_is_test  # else its best epoch is picked on test data
-    scores = dict(last, test_acc_last=last["test_acc"], test_acc_best=None,
+    scores = dict(last, test_acc_last=last["test_acc"], test_acc_best=None, scored_checkpoint="last",
                   best_val_acc=float(checkpoint.best_model_score) if best_path and held_out else None)
-    if best_path and held_out:
+    if best_path and held_out:  # the module's test predictions are then best.ckpt's
         best = score_test_set(trainer, module, datamodule, ckpt_path=best_path)
-        scores.update(best, test_acc_best=best["test_acc"])
+        scores.update(best, test_acc_best=best["test_acc"], scored_checkpoint="best")
     return scores
 
 

@@ -19,13 +19,24 @@ from lab.study.plan import (
     compose_study,
     gpu_overrides,
     inspect_step,
+    mark_identical_jobs,
     selected_steps,
     split_argv,
     step_command,
     study_dir,
 )
 from lab.study.report import failed_jobs, write_study_report
-from lab.study.run import POLL_S, Progress, Stopped, first_finished_run, start_step, step_error, stop_steps
+from lab.study.run import (
+    POLL_S,
+    Progress,
+    Stopped,
+    all_finished,
+    copy_identical_jobs,
+    first_finished_run,
+    start_step,
+    step_error,
+    stop_steps,
+)
 
 log = logging.getLogger("lab")
 
@@ -40,9 +51,10 @@ def plan_study(argv: list[str]):
     return study, out, step_overrides, steps
 
 
-def job_totals(steps: list[Step], study: dict, step_overrides: list[str], out: Path) -> dict:
-    """Each step's job count, for the ETA, after checking every job of every step: a bad value or path is one
-    line before any step runs (ConfigError). A step that needs an earlier one is checked with a stand-in dir."""
+def plan_jobs(steps: list[Step], study: dict, step_overrides: list[str], out: Path) -> dict:
+    """Each step's jobs (step.jobs) and their count, for the ETA, after checking every job of every step: a bad
+    value or path is one line before any step runs (ConfigError). A job identical to an earlier one is marked to be
+    copied, not trained again. A step that needs an earlier one is planned with a stand-in dir."""
     totals = {}
     for step in steps:
         probe = Step(step.name, step.spec)
@@ -50,9 +62,11 @@ def job_totals(steps: list[Step], study: dict, step_overrides: list[str], out: P
         if probe.skipped:
             totals[step.name] = 0
             continue
-        totals[step.name], problem = inspect_step(probe.command)
+        step.jobs, problem = inspect_step(probe.command)
         if problem:
             raise ConfigError(f"study step {step.name} (python -m lab.train {' '.join(probe.command)}): {problem}")
+        totals[step.name] = len(step.jobs) if step.jobs is not None else None
+    mark_identical_jobs(steps)
     return totals
 
 
@@ -77,7 +91,12 @@ def run_steps(steps: list[Step], study: dict, step_overrides: list[str], out: Pa
                     log.warning(f"study: {step.name} skipped: {step.skipped}")
                     outcomes[step.name] = dict(status="skipped", reason=step.skipped)
                     continue
+                copy_identical_jobs(step, out)
                 progress.begin(step.name, out / step.name)
+                if all_finished(step, out):
+                    log.info(f"study: {step.name}: every job finished earlier: nothing to run")
+                    outcomes[step.name] = dict(status="ok", command=step.command, note="every job finished earlier")
+                    continue
                 running[step.name] = start_step(step, out)
             time.sleep(POLL_S)
             for name, process in list(running.items()):
@@ -139,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     try:
         study, out, step_overrides, steps = plan_study(argv)
-        totals = job_totals(steps, study, step_overrides, out)  # every job checked before any step runs
+        totals = plan_jobs(steps, study, step_overrides, out)  # every job checked before any step runs
     except ConfigError as err:
         return say_user_error(err)
     except KeyboardInterrupt:

@@ -1,27 +1,49 @@
-"""REPORT.md from a study's report dict (lab/report/study.py builds it), and the provenance block: commits,
-versions, devices, wall time and compute hours. Plain markdown with relative links: no HTML."""
+"""REPORT.md from a study's report dict (report.py builds it): the Findings first, then each step, then the
+provenance block (commits, versions, devices, seeds, settings, wall time and compute hours). Plain markdown with
+relative links: no HTML."""
 import platform
 
-HEADER = ["job", "lab test acc [95% CI]", "vs best", "published", "vs published", "lab time (s)",
-          "published time (s)", "epochs", "status"]
+HEADER = ["setting", "lab: test acc [95%]", "correct / total", "the lab's report", "vs the lab's report",
+          "train time (s)", "x ResNet10", "the lab's report: time (s)", "its x ResNet10", "epochs", "status"]
+LAB_REPORT_RESNET10_S = 1829  # the lab's report: ResNet10, SGD lr 0.03, 50 epochs (task 1)
 
 
-def provenance(report: dict, runs: list[dict]) -> dict:
-    from lab.run_files import read_results
+def fmt(value, spec: str = "{:.4f}") -> str:
+    return "" if value is None else spec.format(value)
 
-    results = [read_results(job["run_dir"]) or {} for step in report["steps"] for job in step["jobs"]
-               if job.get("run_dir")]
-    commits = sorted({r["git_commit"] for r in results if r.get("git_commit")})
-    devices = sorted({str(r["device"]) for r in results if r.get("device")})
+
+def facts_of_runs(runs: list[dict]) -> dict:
+    """The settings every number of the study was measured with, each as the sorted set of values it took."""
+    def values(get):
+        return sorted({str(v) for r in runs if (v := get(r["results"])) is not None})
+    config = lambda r, *path: _dig(r.get("config") or {}, path)  # noqa: E731
+    return dict(datasets=values(lambda r: r.get("dataset")), seeds=values(lambda r: r.get("seed")),
+                precision=values(lambda r: r.get("precision")), epochs=values(lambda r: r.get("epochs")),
+                batch_size=values(lambda r: config(r, "dataset", "batch_size")),
+                val_split=values(lambda r: config(r, "dataset", "val_split")),
+                train_subset=values(lambda r: config(r, "dataset", "train_subset")),
+                base_width=values(lambda r: config(r, "model", "base_width")),
+                scored=values(lambda r: r.get("scored_checkpoint")), test_images=values(lambda r: r.get("test_images")))
+
+
+def _dig(node, path):
+    for key in path:
+        node = node.get(key) if isinstance(node, dict) else None
+    return node
+
+
+def provenance(report: dict, runs_log: list[dict], runs: list[dict]) -> dict:
+    originals = [r["results"] for r in runs if r["key"] == f"{r['step']}/{r['job']}"]
+    commits = sorted({r["git_commit"] for r in originals if r.get("git_commit")})
+    devices = sorted({str(r["device"]) for r in originals if r.get("device")})
     hours = {"GPU-hours": 0.0, "CPU-hours": 0.0}
-    for r in results:
-        kind = "GPU-hours" if "cuda" in str(r.get("device")) else "CPU-hours"
-        hours[kind] += (r.get("total_time_s") or 0) / 3600
-    return dict(git_commits=commits, git_dirty=any(r.get("git_dirty") for r in results),
-                devices=devices, **torch_facts(any("cuda" in d for d in devices)),
-                python=platform.python_version(), host=platform.node(),
-                wall_time_s=round(sum(r["ended_at"] - r["started_at"] for r in runs), 1), commands=len(runs),
-                **{k: round(v, 3) for k, v in hours.items()})
+    for r in originals:
+        hours["GPU-hours" if "cuda" in str(r.get("device")) else "CPU-hours"] += (r.get("total_time_s") or 0) / 3600
+    return dict(git_commits=commits, git_dirty=any(r.get("git_dirty") for r in originals), devices=devices,
+                **torch_facts(any("cuda" in d for d in devices)), python=platform.python_version(),
+                host=platform.node(), wall_time_s=round(sum(r["ended_at"] - r["started_at"] for r in runs_log), 1),
+                commands=len(runs_log), jobs_trained=len(originals), jobs_copied=len(runs) - len(originals),
+                settings=facts_of_runs(runs), **{k: round(v, 3) for k, v in hours.items()})
 
 
 def torch_facts(gpu: bool) -> dict:
@@ -33,37 +55,89 @@ def torch_facts(gpu: bool) -> dict:
                 cpu=platform.processor() or platform.machine())
 
 
-def fmt(value, spec: str = "{:.4f}") -> str:
-    return "" if value is None else spec.format(value)
+def dataset_note(report: dict) -> str:
+    """Where the numbers were measured, against where the lab's report's were."""
+    settings, published = report["provenance"]["settings"], report["published"]
+    datasets = settings["datasets"]
+    if not datasets or datasets == [published.get("dataset")]:
+        return f"Measured on {published.get('about') or 'the dataset of the lab report'}, as the lab's report was."
+    return (f"On {', '.join(datasets)}, not {published.get('about') or published.get('dataset')}: a test of each "
+            f"claim's direction, not of the lab's numbers.")
 
 
-def acc_cell(row: dict) -> str:
-    if row["test_acc"] is None:
-        return ""
-    text = fmt(row["test_acc"])
-    if row.get("seeds"):
-        std = row.get("test_acc_std")
-        text += f" ± {std:.4f} ({row['seeds']} seeds)" if std is not None else f" ({row['seeds']} seed)"
+def comparison_cell(row: dict) -> str:
+    pair = f"{row['a']} vs {row['b']}"
+    if "estimate" not in row:
+        return f"{pair}: {row.get('why', '')}"
+    if row["asserts"] in ("a_better", "a_close", "a_not_worse"):
+        text = (f"{pair}: {100 * row['estimate']:+.1f} pts [{100 * row['low']:+.1f}, {100 * row['high']:+.1f}]")
+        text += f", p {row['p_holm' if 'p_holm' in row else 'p']:.2g}" + (" (Holm)" if "p_holm" in row else "")
+    else:
+        what = "loss oscillation" if row["asserts"] == "a_steadier" else "time"
+        text = f"{pair}: {what} x{row['estimate']:.2f} [{row['low']:.2f}, {row['high']:.2f}]"
+    seeds = f", {row['seeds']} seeds" if row.get("seeds", 1) > 1 else ", 1 seed"
+    return f"{text}{seeds}: {row['verdict']}"
+
+
+def findings_lines(report: dict) -> list[str]:
+    from lab.study.claims import RULES
+
+    lines = ["## Findings", "", dataset_note(report), "",
+             "| claim | the lab's report | lab: difference [95% interval] | verdict |", "|---|---|---|---|"]
+    for claim in report["findings"]:
+        lab = "; ".join(comparison_cell(row) for row in claim["comparisons"])
+        verdict = claim["verdict"] + (f" ({claim['why']})" if claim["verdict"].startswith("not testable") else "")
+        cells = [f"{claim['id']}. {claim['text']}", claim["lab_report"], lab, f"**{verdict}**"]
+        lines.append("| " + " | ".join(c.replace("|", "/").replace("\n", " ") for c in cells) + " |")
+    lines += ["", "How each verdict is reached:", ""] + [f"- {rule}" for rule in RULES] + [""]
+    return lines
+
+
+def setup_line(step: dict, report: dict) -> str:
+    """Every way this step's runs differ from the lab's: what all steps share, then the step's own."""
+    s, parts = report["provenance"]["settings"], []
+    if s["datasets"] and s["datasets"] != [report["published"].get("dataset")]:
+        parts.append(f"{', '.join(s['datasets'])} ({', '.join(s['test_images'])} test images), not "
+                     f"{report['published'].get('dataset')}")
+    if s["epochs"] and s["epochs"] != ["50"]:
+        parts.append(f"{', '.join(s['epochs'])} epochs, not 50")
+    if s["base_width"] and s["base_width"] != ["64"]:
+        parts.append(f"base width {', '.join(s['base_width'])}, not 64")
+    if any(v != "None" for v in s["train_subset"]):
+        parts.append(f"a {', '.join(s['train_subset'])}-image training subset")
+    parts.append(f"{', '.join(s['val_split'])} of train held out to pick the {'/'.join(s['scored'])} checkpoint "
+                 f"that is scored (the lab trained on all of train and scored its last epoch)")
+    parts.append(f"precision {', '.join(s['precision'])} (the lab's report does not say)")
+    if s["batch_size"] and s["batch_size"] != ["256"]:
+        parts.append(f"batch {', '.join(s['batch_size'])} where the lab ran 256")
+    if step.get("setup"):
+        parts.append(step["setup"])
+    return "Setup vs the lab: " + "; ".join(parts) + "."
+
+
+def row_cells(row: dict, reference_s: float | None) -> list[str]:
+    acc = fmt(row["test_acc"])
+    if row.get("test_acc_std") is not None:
+        acc += f" ± {row['test_acc_std']:.4f}"
     if row.get("interval"):
-        text += " [{:.4f}, {:.4f}]".format(*row["interval"])
-    return text
-
-
-def row_cells(row: dict) -> list[str]:
+        acc += " [{:.3f}, {:.3f}]".format(*row["interval"])
+    counted = [c for c in row.get("correct") or [] if c is not None]
+    correct = f"{', '.join(map(str, counted))} / {row['test_images']}" if counted and row["test_images"] else ""
+    time = fmt(row.get("train_time_s"), "{:.1f}") + ("" if row.get("time_comparable", True) else " †")
+    ratio = fmt(row["train_time_s"] / reference_s, "{:.2f}x") if row.get("train_time_s") and reference_s else ""
+    lab_time = row.get("lab_report_time_s")
     status = row["status"] + (f": {row['note']}" if row.get("note") else "")
-    published = fmt(row.get("published_acc"))
-    if published and row.get("published_label") not in (None, row["label"], str(row.get("match_value"))):
-        published += f" ({row['published_label']})"
-    return [row["label"], acc_cell(row), row.get("vs_best") or "", published,
-            row.get("vs_published") or "", fmt(row.get("total_time_s"), "{:.1f}"),
-            fmt(row.get("published_time_s"), "{:.0f}"), fmt(row.get("epochs"), "{}"), status]
+    label = row["label"] + (f" (from {', '.join(row['borrowed'])})" if row.get("borrowed") else "")
+    return [label, acc, correct, fmt(row.get("lab_report_acc")), row.get("vs_lab_report") or "", time, ratio,
+            fmt(lab_time, "{:.0f}"), fmt(lab_time / LAB_REPORT_RESNET10_S if lab_time else None, "{:.2f}x"),
+            fmt(row.get("epochs"), "{:.0f}"), status]
 
 
-def table(step: dict) -> list[str]:
+def table(step: dict, reference_s: float | None) -> list[str]:
     lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
-    cells = [row_cells(row) for row in step["jobs"]]
-    cells += [[f"(published only) {p.get('label') or p.get('value')}", "", "", fmt(p.get("test_acc")), "", "",
-               fmt(p.get("total_time_s"), "{:.0f}"), "", ""] for p in step["published_only"]]
+    cells = [row_cells(row, reference_s) for row in step["jobs"]]
+    cells += [[f"(the lab's report only) {p.get('label') or p.get('value')}", "", "", fmt(p.get("test_acc")), "",
+               "", "", fmt(p.get("total_time_s"), "{:.0f}"), "", "", ""] for p in step["published_only"]]
     return lines + ["| " + " | ".join(c.replace("|", "/").replace("\n", " ") for c in row) + " |" for row in cells]
 
 
@@ -81,77 +155,54 @@ def outcome_line(step: dict) -> str | None:
     return None
 
 
-def step_section(step: dict, level: str = "##", inner: list[str] = ()) -> list[str]:
-    """A step's heading, outcome, table, note, figures; `inner`: the sections of the steps it reports
+def step_section(step: dict, report: dict, level: str = "##", inner: list[str] = ()) -> list[str]:
+    """A step's heading, outcome, setup line, table, note, figures; `inner`: the sections of the steps it reports
     (a teacher), right under its heading."""
     lines = [f"{level} {step['name']}. {step['title']}", ""]
     said = outcome_line(step)
-    if said:
-        lines += [said, ""]
+    lines += [said, ""] if said else []
     lines += list(inner)
     if step["jobs"] or step["published_only"]:
-        lines += table(step) + [""]
+        lines += [setup_line(step, report), ""] + table(step, report.get("reference_time_s")) + [""]
     if step.get("note"):
         lines += [step["note"], ""]
     lines += [f"![{step['name']}: {path.split('/')[-1]}]({path})" for path in step["figures"]]
-    if step["figures"]:
-        lines.append("")
-    if step.get("summary"):
-        lines += [f"lab's sweep report for this step: [{step['summary']}]({step['summary']})", ""]
-    return lines
-
-
-def teacher_line(teacher: dict, student: dict) -> str | None:
-    """The teacher's test accuracy against the student trained alone (match value none)."""
-    best = max((r for r in teacher["jobs"] if r["test_acc"] is not None), key=lambda r: r["test_acc"], default=None)
-    alone = next((r for r in student["jobs"] if r["match_value"] == "none" and r["test_acc"] is not None), None)
-    if best is None or alone is None:
-        return None
-    verdict = "at or above" if best["test_acc"] >= alone["test_acc"] else "**below**"
-    return (f"Teacher ({teacher['name']}) test accuracy {best['test_acc']:.4f} vs the student alone (distill=none) "
-            f"{alone['test_acc']:.4f}: the teacher is {verdict} the student.")
+    return lines + ([""] if step["figures"] else [])
 
 
 def study_markdown(report: dict) -> str:
     steps = {s["name"]: s for s in report["steps"]}
-    about = report["published"].get("about")
     lines = [f"# {report['title']} (study {report['study']})", "", f"Command: `{report['command']}`", "",
-             "Steps: " + ", ".join(f"{s['name']} {s['outcome']['status']}" for s in report["steps"]) + ".", "",
-             f"Published numbers: {about}. Each lab accuracy carries its 95% Wilson interval from its test-set "
-             "size; *within noise*: a two-proportion z-test at 5% cannot tell the job from the step's best "
-             "(vs best) or from the published number (vs published, only on the published dataset).", "",
-             data_line(report), ""]
+             "Steps: " + ", ".join(f"{s['name']} {s['outcome']['status']}" for s in report["steps"]) + ".", ""]
+    lines += findings_lines(report)
+    lines += ["Tables: each setting's accuracy is the mean over its seeds (± their std) with the 95% Wilson interval "
+              "of the test set's noise; train time is the time in training steps (mean over seeds), and x ResNet10 "
+              "its ratio to the ResNet10 SGD lr 0.03 run's. † marks a time measured while another job ran at the "
+              "same time: not comparable. The lab's report's times are its whole runs' (almost all training).", ""]
     for step in report["steps"]:
         if step.get("report_in") in steps:
             continue
         inner = []
         for part in [s for s in report["steps"] if s.get("report_in") == step["name"]]:
-            inner += step_section(part, "###")
-            said = teacher_line(part, step)
-            inner += [said, ""] if said else []
-        lines += step_section(step, inner=inner + ([f"### {step['name']}: the runs", ""] if inner else []))
+            inner += step_section(part, report, "###")
+        lines += step_section(step, report, inner=inner + ([f"### {step['name']}: the runs", ""] if inner else []))
     return "\n".join(lines + provenance_lines(report["provenance"])) + "\n"
-
-
-def data_line(report: dict) -> str:
-    """What lab's numbers were measured on: each dataset and its test-set size."""
-    seen = {}
-    for step in report["steps"]:
-        for row in step["jobs"]:
-            if row.get("dataset") and row.get("test_images"):
-                seen.setdefault(row["dataset"], set()).add(row.get("test_images"))
-    sizes = [f"{name} ({', '.join(str(n) for n in sorted(v, key=str))} test images)" for name, v in seen.items()]
-    return f"Lab's numbers: {'; '.join(sizes) or 'no finished jobs yet'}."
 
 
 def provenance_lines(facts: dict) -> list[str]:
     commits = ", ".join(c[:12] for c in facts["git_commits"]) or "unknown"
     dirty = "yes (results from an edited tree)" if facts["git_dirty"] else "no"
     gpus = f" ({', '.join(facts['gpu_names'])})" if facts["gpu_names"] else ""
+    s = facts["settings"]
     return ["## Provenance", "",
             f"- code: git commit {commits}; uncommitted changes: {dirty}",
             f"- torch {facts['torch']}, CUDA {facts['cuda']}, Python {facts['python']}",
             f"- devices: {', '.join(facts['devices']) or 'none recorded'}{gpus}; CPU {facts['cpu']}; host "
             f"{facts['host']}",
+            f"- seeds {', '.join(s['seeds']) or '-'}; precision {', '.join(s['precision']) or '-'}; batch size "
+            f"{', '.join(s['batch_size']) or '-'}; validation split {', '.join(s['val_split']) or '-'}; scored "
+            f"checkpoint {', '.join(s['scored']) or '-'}; epochs {', '.join(s['epochs']) or '-'}",
+            f"- {facts['jobs_trained']} jobs trained, {facts['jobs_copied']} copied from an identical job of another "
+            f"step",
             f"- study wall time: {facts['wall_time_s'] / 60:.1f} min over {facts['commands']} command(s); jobs' "
             f"total time: {facts['GPU-hours']:.3f} GPU-hours, {facts['CPU-hours']:.3f} CPU-hours"]

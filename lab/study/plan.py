@@ -1,6 +1,7 @@
 """A study's plan: the study config (conf/study.yaml + conf/study/NAME.yaml), the steps to run in order with
 their needs, the study dir named by the command, and each step's lab.train command line."""
 import hashlib
+import json
 import re
 import sys
 from dataclasses import dataclass, field
@@ -13,9 +14,11 @@ from lab.errors import ConfigError
 from lab.keys import override_key
 
 STUDY_KEYS = {"name", "title", "steps", "signs_root", "jobs_per_gpu", "parallel_steps", "root", "dir",
-              "published", "plan"}
+              "published", "plan", "claims"}
 STEP_KEYS = {"title", "args", "needs", "match", "published", "note", "overrides", "keep_groups", "skip_unless",
-             "skip_reason", "args_by_dataset", "report_in"}
+             "skip_reason", "args_by_dataset", "report_in", "borrow", "setup"}
+CLAIM_KEYS = {"id", "text", "steps", "lab_report", "compare"}
+ASSERTS = ("a_better", "a_close", "a_not_worse", "a_slower", "a_similar_time", "a_steadier")
 # Overrides that say where or how a job runs, not what it is: they do not name the study dir.
 NOT_NAMING = ("hydra", "gpu_pool", "cpu_threads", "progress_every_s", "resume")
 
@@ -26,6 +29,7 @@ class Step:
     spec: dict
     command: list[str] = field(default_factory=list)  # lab.train's arguments; empty when skipped
     skipped: str | None = None  # the reason
+    jobs: list | None = None    # its PlannedJobs; None when they cannot be known before it runs
 
 
 def split_argv(argv: list[str]) -> tuple[list[str], list[str], str | None]:
@@ -102,6 +106,24 @@ def check_study(study: dict) -> None:
     for key in ("jobs_per_gpu", "parallel_steps"):
         if not isinstance(study.get(key), int) or study[key] < 1:
             raise ConfigError(f"study.{key}={study.get(key)}: must be a whole number >= 1")
+    for claim in study.get("claims") or []:
+        check_claim(claim, plan)
+
+
+def check_claim(claim: dict, plan: dict) -> None:
+    where = f"study.claims (claim {claim.get('id', '?')})"
+    if set(claim) - CLAIM_KEYS or not {"id", "text", "steps", "compare"} <= set(claim):
+        raise ConfigError(f"{where}: a claim has the keys {', '.join(sorted(CLAIM_KEYS))} (lab_report optional)")
+    unknown = [s for s in claim["steps"] if s not in plan]
+    if unknown:
+        raise ConfigError(f"{where}: steps {unknown} are not in the plan ({', '.join(plan)})")
+    for comparison in claim["compare"]:
+        if comparison.get("asserts") not in ASSERTS or not isinstance(comparison.get("a"), dict) \
+                or not isinstance(comparison.get("b"), dict):
+            raise ConfigError(f"{where}: each comparison is {{a: {{key: value}}, b: {{key: value}}, asserts: one "
+                              f"of {', '.join(ASSERTS)}}}, not {comparison}")
+        if comparison["asserts"] in ("a_close", "a_not_worse") and not comparison.get("margin"):
+            raise ConfigError(f"{where}: {comparison['asserts']} needs a margin (accuracy, e.g. 0.02)")
 
 
 def selected_steps(study: dict) -> list[str]:
@@ -163,16 +185,33 @@ def quoted(path) -> str:
     return f"'{text}'" if re.search(r"[=,\s'\"\[\]{}()*?:$\\]", text) else text
 
 
-def inspect_step(command: list[str]) -> tuple[int | None, str | None]:
-    """(how many jobs a step's sweep launches, the first problem in any job's config) for a step's lab.train
-    command, from its experiment's grid and the command line, before anything runs. (None, the problem) when
-    the command does not compose; (None, None) when the jobs cannot be known here (a glob)."""
+@dataclass
+class PlannedJob:
+    name: str                   # its dir in the step's sweep dir
+    identity: str               # what it trains: its resolved config but where and how it runs
+    same_as: str | None = None  # "step/job" of an identical job of an earlier step: run once, copied here
+
+
+# What does not change what a job trains: where files go, how it logs, the threads it gets.
+NOT_IDENTITY = ("paths", "logger", "resume", "gpu_pool", "cpu_threads", "progress_every_s", "step_loss_every")
+
+
+def identity(cfg) -> str:
+    config = OmegaConf.to_container(cfg, resolve=False)
+    kept = {k: v for k, v in config.items() if k not in NOT_IDENTITY and k != "hydra"}
+    return hashlib.sha1(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def inspect_step(command: list[str]) -> tuple[list[PlannedJob] | None, str | None]:
+    """(the jobs a step's sweep launches, the first problem in any job's config) for a step's lab.train command,
+    from its experiment's grid and the command line, before anything runs. (None, the problem) when the command
+    does not compose; (None, None) when the jobs cannot be known here (a glob)."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     from lab.config import check_job
-    from lab.sweeps.jobs import job_overrides
+    from lab.sweeps.jobs import job_name, job_overrides, swept_keys
 
     config_dir = command[command.index("--config-dir") + 1] if "--config-dir" in command else None
     overrides = [o for o in command if o not in ("-m", "--multirun", "--config-dir", config_dir)]
@@ -186,14 +225,26 @@ def inspect_step(command: list[str]) -> tuple[int | None, str | None]:
             master = compose("train", overrides=plain + search, return_hydra_config=True)
             sweep = OmegaConf.create({"hydra": {"overrides": {"task": overrides}, "sweeper": {
                 "_target_": master.hydra.sweeper._target_, "params": master.hydra.sweeper.get("params") or {}}}})
-            jobs = job_overrides(sweep)
-            for job in jobs or []:
-                check_job(compose("train", overrides=job + search))
+            swept, planned = {override_key(k) for k in swept_keys(sweep)}, []
+            for number, job in enumerate(job_overrides(sweep) or []):
+                cfg = compose("train", overrides=job + search)
+                check_job(cfg)
+                planned.append(PlannedJob(job_name(job, swept) or str(number), identity(cfg)))
     except Exception as err:  # a ConfigError, or Hydra's composition error: its first line names the override
         return None, (str(err).strip().splitlines() or [type(err).__name__])[0]
     finally:
         GlobalHydra.instance().clear()
-    return (len(jobs) if jobs is not None else None), None
+    return (planned if job_overrides(sweep) is not None else None), None
+
+
+def mark_identical_jobs(steps: list) -> None:
+    """Each job identical to one of an earlier step (or earlier in its own) points at it (same_as)."""
+    first = {}
+    for step in steps:
+        for job in step.jobs or []:
+            job.same_as = first.setdefault(job.identity, f"{step.name}/{job.name}")
+            if job.same_as == f"{step.name}/{job.name}":
+                job.same_as = None
 
 
 def gpu_overrides(study: dict, step_overrides: list[str]) -> list[str]:

@@ -1,106 +1,105 @@
-"""A study's REPORT.md and report.json: one section per task in the study's order, lab's jobs beside the
-published numbers (matched by the step's `match` key), each accuracy with its 95% Wilson interval, a "within
-noise" mark where a two-proportion test cannot tell a job from the step's best, the figures lab.sweep drew in
-each step's dir (relative links: it renders on a code host), and the provenance of every number."""
+"""A study's REPORT.md and report.json: the Findings (each claim tested, claims.py), then one section per task in the
+study's order: lab's runs grouped by setting over seeds (plain labels, accuracy with its interval and as correct /
+total, training time and its ratio to the ResNet10 run), the lab's report's numbers beside them, the study's own
+figures (figures.py), how the setup differs from the lab's, and the provenance of every number."""
 import math
 from pathlib import Path
 
-from lab.errors import ReportError
-from lab.noise import NOISE_LEVEL, two_proportion_p, versus, wilson_interval
-from lab.report.table import build_table, cell, config_value, group_over_seeds, parse_value
-from lab.run_files import read_results, write_atomic, write_json
+from lab.noise import NOISE_LEVEL, two_proportion_p, wilson_interval
+from lab.report.table import config_value
+from lab.run_files import read_predictions, write_atomic, write_json
+from lab.study.claims import findings, matches, overlapping, study_runs
+from lab.study.labels import arm_label
 from lab.study.markdown import provenance, study_markdown
 
-SEED = "seed"
+NOT_LABELS = {"seed", "experiment", "resume", "distill.teacher_ckpt", "dataset.root"}
+REFERENCE = {"model": "resnet10", "optimizer": "sgd", "optimizer.lr": 0.03}  # the "x ResNet10" time column's base
 
 
-def step_jobs(out: Path, step, match: str | None) -> tuple[list[dict], bool]:
-    """The step's jobs as report rows (per seed group when seeds are swept) -> (rows, seeds swept)."""
-    import pandas as pd
+def label_keys(records: list[dict]) -> list[str]:
+    """The overridden keys whose values differ between these runs: what tells their settings apart."""
+    from lab.keys import run_overrides
 
-    try:
-        table, swept, _ = build_table([out / step], [step])
-    except ReportError:
-        return [], False
-    keys = [k for k in swept if k != SEED]
-    for i, job in table.iterrows():
-        table.loc[i, "match_value"] = str(config_value(read_results(Path(job.run_dir)), match)) if match else ""
-        table.loc[i, "label"] = job_label(job, keys, match)
-        table.loc[i, "dataset"] = (read_results(Path(job.run_dir)) or {}).get("dataset")
-    if SEED not in swept:
-        return [job_row(job) for _, job in table.iterrows()], False
-    grouped = group_over_seeds(table, swept)
-    rows = []
-    for group, jobs in table.groupby("group", sort=True):
-        mean = grouped[grouped.group == group].iloc[0]
-        first = jobs.iloc[0]
-        rows.append(dict(job_row(first), job=" ".join(jobs.job), status=str(mean.status),
-                         test_acc=none_if_nan(mean.test_acc_mean), test_acc_std=none_if_nan(mean.test_acc_std),
-                         seeds=int(mean.ok), total_time_s=none_if_nan(mean.total_time_s_mean),
-                         test_images=None if pd.isna(mean.test_images) else int(mean.test_images), note=""))
-    return rows, True
+    keys = dict.fromkeys(k for r in records for k, _, _ in run_overrides(r.get("overrides")) if k not in NOT_LABELS)
+    return [k for k in keys if len({str(config_value(r, k)) for r in records}) > 1]
 
 
-def job_label(job, keys: list[str], match: str | None) -> str:
-    if keys:
-        return ", ".join(f"{k}={cell(k, job[k])}" for k in keys)
-    if match:
-        return f"{match}={job.match_value}"
-    # A single run's dir name (0) says nothing: its model does (a published label replaces it, add_published).
-    model = (read_results(Path(job.run_dir)) or {}).get("model")
-    return f"{model}, one run" if model else str(job.job)
-
-
-def none_if_nan(value):
-    try:
-        return None if value is None or math.isnan(float(value)) else float(value)
-    except (TypeError, ValueError):
+def correct_count(run: dict) -> int | None:
+    predictions = read_predictions(run["run_dir"])
+    if predictions is None:
         return None
+    return sum(p == y for p, y in zip(predictions["predicted"], predictions["label"]))
 
 
-def job_row(job) -> dict:
-    import pandas as pd
-
-    n = None if pd.isna(job.test_images) else int(job.test_images)
-    return dict(label=job.label, job=job.job, match_value=job.match_value, status=job.status,
-                test_acc=none_if_nan(job.test_acc), test_images=n, total_time_s=none_if_nan(job.total_time_s),
-                epochs=None if pd.isna(job.epochs) else int(job.epochs), dataset=job.dataset,
-                note=str(job.note or ""), run_dir=str(job.run_dir))
+def mean(values: list) -> float | None:
+    values = [v for v in values if v is not None]
+    return sum(values) / len(values) if values else None
 
 
-def add_noise(rows: list[dict]) -> None:
-    """Each row's interval, and how it stands against the step's best ok row."""
-    ok = [r for r in rows if r["test_acc"] is not None and (r["status"] == "ok" or r.get("seeds"))]
-    best = max(ok, key=lambda r: r["test_acc"], default=None)
-    for row in rows:
-        acc, n = row["test_acc"], row["test_images"]
-        row["interval"] = list(wilson_interval(acc, n)) if acc is not None and n else None
-        row["vs_best"] = versus(acc, n, best["test_acc"], best["test_images"])[0] if best and row in ok else ""
+def std(values: list) -> float | None:
+    values = [v for v in values if v is not None]
+    if len(values) < 2:
+        return None
+    m = sum(values) / len(values)
+    return math.sqrt(sum((v - m) ** 2 for v in values) / (len(values) - 1))
+
+
+def group_row(label: str, values: dict, runs: list[dict], match: str | None, busy: set) -> dict:
+    """One setting (`values`: its config values that tell it apart): its runs over seeds as one row."""
+    ok = [r for r in runs if r["results"].get("status") == "ok"]
+    records = [r["results"] for r in ok]
+    n = records[0].get("test_images") if records else None
+    acc = mean([r.get("test_acc") for r in records])
+    statuses = sorted(r["results"].get("status", "missing") for r in runs)
+    notes = [f"{r['job']}: {r['results'].get('error') or r['results'].get('status')}" for r in runs
+             if r["results"].get("status") != "ok"]
+    return dict(label=label, values=values, jobs=[f"{r['step']}/{r['job']}" for r in runs], status=", ".join(statuses),
+                seeds=len(ok), test_acc=acc, test_acc_std=std([r.get("test_acc") for r in records]), test_images=n,
+                correct=[correct_count(r) for r in ok], interval=list(wilson_interval(acc, n)) if acc and n else None,
+                train_time_s=mean([r.get("train_time_s") for r in records]),
+                epochs=mean([r.get("epochs") for r in records]), time_comparable=not any(r["key"] in busy for r in ok),
+                note="; ".join(notes), match_value=str(config_value(runs[0]["results"], match)) if match else "",
+                dataset=runs[0]["results"].get("dataset"),
+                borrowed=sorted({r["step"] for r in runs if r.get("borrowed")}),
+                run_dirs=[str(r["run_dir"]) for r in runs])
+
+
+def step_rows(spec: dict, name: str, runs: list[dict], busy: set) -> list[dict]:
+    own = [r for r in runs if r["step"] == name]
+    borrowed = [dict(r, borrowed=True) for b in spec.get("borrow") or [] for r in runs
+                if r["step"] == b["step"] and matches(r["results"], b["arm"])]
+    members = own + borrowed
+    keys = label_keys([r["results"] for r in members])
+    groups = {}
+    for run in members:
+        values = {k: config_value(run["results"], k) for k in keys or ["model"]}
+        groups.setdefault(arm_label(values), (values, []))[1].append(run)
+    return [group_row(label, values, group, spec.get("match"), busy) for label, (values, group) in groups.items()]
 
 
 def add_published(rows: list[dict], published: list[dict], about: dict) -> list[dict]:
-    """Sets each row's published numbers (by match value; a step without match: its one row) -> the published
-    rows no job matched."""
+    """Each row's numbers in the lab's report (by the step's match value, else by its label; a step of one row
+    and one published row: those two) -> the published rows no row matched."""
     unmatched = list(published)
     for row in rows:
-        found = next((p for p in unmatched if same_value(p.get("value"), row["match_value"])
+        found = next((p for p in unmatched if same_value(p.get("value"), row["match_value"] or row["label"])
                       or ("value" not in p and len(rows) == 1 and len(published) == 1)), None)
         if found is None:
             continue
         unmatched.remove(found)
-        row["published_acc"], row["published_time_s"] = found.get("test_acc"), found.get("total_time_s")
-        row["published_label"] = found.get("label") or str(found.get("value"))
-        if (str(row["label"]).endswith(", one run") or str(row["label"]).isdigit()) and found.get("label"):
-            row["label"] = found["label"]
+        row["lab_report_acc"], row["lab_report_time_s"] = found.get("test_acc"), found.get("total_time_s")
+        row["lab_report_label"] = found.get("label")
         same_data = row["dataset"] == about.get("dataset") and about.get("test_images")
         if same_data and row["test_acc"] is not None and row["test_images"] and found.get("test_acc") is not None:
             p = two_proportion_p(row["test_acc"], row["test_images"], found["test_acc"], about["test_images"])
-            row["vs_published"] = "within noise" if p >= NOISE_LEVEL else \
+            row["vs_lab_report"] = "within noise" if p >= NOISE_LEVEL else \
                 f"{100 * (row['test_acc'] - found['test_acc']):+.1f} pts"
     return unmatched
 
 
 def same_value(a, b) -> bool:
+    from lab.report.table import parse_value
+
     if a is None or b in (None, ""):
         return False
     a, b = parse_value(str(a)), parse_value(str(b))
@@ -109,37 +108,50 @@ def same_value(a, b) -> bool:
     return str(a) == str(b)
 
 
-def step_report(study: dict, out: Path, name: str, outcome: dict | None) -> dict:
+def reference_time(runs: list[dict]) -> float | None:
+    """Mean training time of the study's ResNet10 SGD lr 0.03 job (task 1's): the base of "x ResNet10"."""
+    seen, times = set(), []
+    for run in runs:
+        if run["key"] not in seen and run["results"].get("status") == "ok" and matches(run["results"], REFERENCE):
+            seen.add(run["key"])
+            times.append(run["results"].get("train_time_s"))
+    return mean(times)
+
+
+def step_report(study: dict, out: Path, name: str, outcome: dict | None, runs: list[dict], busy: set) -> dict:
     spec = study["plan"][name] or {}
-    rows, seeds = step_jobs(out, name, spec.get("match"))
-    add_noise(rows)
+    rows = step_rows(spec, name, runs, busy)
     unmatched = add_published(rows, spec.get("published") or [], study.get("published") or {})
-    step_dir = out / name
-    figures = sorted(p.name for p in step_dir.glob("*.png")) if step_dir.is_dir() else []
     outcome = outcome or dict(status="not run" if not rows else "earlier")
-    return dict(name=name, title=spec.get("title") or name, note=spec.get("note"), outcome=outcome,
-                jobs=rows, seeds=seeds, published_only=unmatched, report_in=spec.get("report_in"),
-                figures=[f"{name}/{f}" for f in figures],
-                summary=f"{name}/summary.md" if (step_dir / "summary.md").is_file() else None)
+    return dict(name=name, title=spec.get("title") or name, note=spec.get("note"), setup=spec.get("setup"),
+                outcome=outcome, jobs=rows, published_only=unmatched, report_in=spec.get("report_in"), figures=[])
 
 
 def failed_jobs(report: dict) -> list[str]:
     """'step/job' for each failed job, 'step' for a step that failed without a failed job to name."""
     failed = []
     for step in report["steps"]:
-        jobs = [f"{step['name']}/{r['job']}" for r in step["jobs"] if "failed" in str(r["status"])]
+        jobs = [job for r in step["jobs"] if "failed" in str(r["status"]) for job in r["jobs"]
+                if job.startswith(f"{step['name']}/")]
         failed += jobs or ([step["name"]] if step["outcome"]["status"] == "failed" else [])
     return failed
 
 
-def write_study_report(study: dict, out: Path, steps, outcomes: dict, runs: list[dict], command: str) -> dict:
+def write_study_report(study: dict, out: Path, steps, outcomes: dict, runs_log: list[dict], command: str) -> dict:
+    from lab.study.figures import draw_step_figures
+
     names = [s.name for s in steps]
     names += [n for n in study["plan"] if n not in names and (out / n).is_dir()]  # run by an earlier command
     names = [n for n in study["plan"] if n in names]
+    runs = study_runs(out, list(study["plan"]))
+    busy = overlapping(runs)
     report = dict(study=study["name"], title=study.get("title") or study["name"], dir=str(out), command=command,
-                  published=study.get("published") or {},
-                  steps=[step_report(study, out, n, outcomes.get(n)) for n in names])
-    report["provenance"] = provenance(report, runs)
+                  published=study.get("published") or {}, reference_time_s=reference_time(runs),
+                  steps=[step_report(study, out, n, outcomes.get(n), runs, busy) for n in names],
+                  findings=findings(study, out))
+    for step in report["steps"]:
+        step["figures"] = draw_step_figures(step, report, study, out, runs)
+    report["provenance"] = provenance(report, runs_log, runs)
     write_json(out / "report.json", report)
     write_atomic(out / "REPORT.md", study_markdown(report))
     return report

@@ -9,7 +9,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from lab.run_files import ENDED, FINISHED, read_results
+from lab.run_files import ENDED, FINISHED, PREDICTIONS, read_results, write_atomic, write_json
 from lab.study.plan import Step, python_command
 
 log = logging.getLogger("lab")
@@ -92,8 +92,35 @@ def mtime(run_dir: Path) -> float:
 
 
 def first_finished_run(step_dir: Path) -> Path | None:
-    """The run dir a later step reads (a teacher): the first job that finished ok."""
-    return next((p for p in job_dirs(step_dir) if (read_results(p) or {}).get("status") == "ok"), None)
+    """The run dir a later step reads (a teacher): the first job that finished ok (the original of a copy)."""
+    run = next((p for p in job_dirs(step_dir) if (read_results(p) or {}).get("status") == "ok"), None)
+    same_as = (read_results(run) or {}).get("same_as") if run else None
+    return step_dir.parent / same_as if same_as else run
+
+
+def all_finished(step: Step, out: Path) -> bool:
+    """Every job the step plans has finished (its sweep would only skip them): no need to start it."""
+    return step.jobs is not None and all((read_results(out / step.name / job.name) or {}).get("status") in FINISHED
+                                         for job in step.jobs)
+
+
+COPIED = ("metrics.csv", "steps.csv", PREDICTIONS)  # what a report reads of a job, besides results.json
+
+
+def copy_identical_jobs(step: Step, out: Path) -> None:
+    """A job identical to one an earlier step finished is not trained again: its record is copied here, with
+    same_as naming the original, and the step's resume=true then skips it like any finished job."""
+    for job in step.jobs or []:
+        original, here = out / (job.same_as or ""), out / step.name / job.name
+        record = read_results(original) if job.same_as else None
+        if not record or record.get("status") not in FINISHED or (read_results(here) or {}).get("status") in FINISHED:
+            continue
+        here.mkdir(parents=True, exist_ok=True)
+        for name in COPIED:
+            if (original / name).is_file():
+                write_atomic(here / name, (original / name).read_text())
+        write_json(here / "results.json", dict(record, same_as=job.same_as))
+        log.info(f"study: {step.name}/{job.name} is {job.same_as}'s job: its results are copied, not trained again")
 
 
 def start_step(step: Step, out: Path) -> subprocess.Popen:

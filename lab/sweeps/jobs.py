@@ -25,10 +25,14 @@ def job_dirname(_root_) -> str:
     names the dir."""
     sweep_file = Path(_root_.hydra.sweep.dir) / "multirun.yaml"
     swept = {override_key(k) for k in swept_keys(OmegaConf.load(sweep_file))} if sweep_file.is_file() else None
-    parts = [without_prefix(typed) for key, _, typed in run_overrides(_root_.hydra.overrides.task)
-             if swept is None or key in swept]
-    name = ",".join(parts).replace("/", "_")
-    return name[:200] if name else str(_root_.hydra.job.num)
+    return job_name(list(_root_.hydra.overrides.task), swept) or str(_root_.hydra.job.num)
+
+
+def job_name(overrides: list[str], swept: set | None) -> str:
+    """The swept overrides of a job as typed, without +/~: 'optimizer.lr=0.03,seed=1' ('' when none is swept;
+    every override when `swept` is None)."""
+    parts = [without_prefix(typed) for key, _, typed in run_overrides(overrides) if swept is None or key in swept]
+    return ",".join(parts).replace("/", "_")[:200]
 
 
 if not OmegaConf.has_resolver("lab_job_dir"):  # hydra.sweep.subdir: ${lab_job_dir:}

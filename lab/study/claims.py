@@ -1,0 +1,208 @@
+"""A study's findings: each claim of conf/study/<name>.yaml (`claims`) tested on the study's runs.
+
+A claim names the steps whose runs it reads and its comparisons. Each comparison holds two arms, each a set of
+config values ({optimizer: adam, optimizer.lr: 0.001}) that a run's results.json must show (its group choices or
+its resolved config): arms are found by what the runs were, never by a job's name, and a job copied from an
+identical one in another step counts once. Arm `a` is the pre-declared reference; what a comparison asserts:
+
+- a_better: a's test accuracy above b's;       a_close: within `margin` of b's;   a_not_worse: above b's - margin
+- a_slower: a's training time over `factor` x b's;  a_similar_time: within a factor `factor` of b's
+- a_steadier: a's per-step training loss moves less than b's from the first milestone of a's schedule on
+  (the standard deviation of its step-to-step changes, steps.csv)
+
+stats.py does the arithmetic; REPORTED holds the verdicts and RULES the words under the Findings table."""
+import csv
+import math
+from pathlib import Path
+
+from lab.report.table import config_value, parse_value
+from lab.run_files import read_predictions, read_results
+from lab.study.stats import LEVEL, compare_accuracy, compare_ratio, holm
+
+SUPPORTED, CONTRADICTED, UNRESOLVED, UNTESTABLE = ("supported", "contradicted", "not resolved at this noise",
+                                                   "not testable with these steps")
+ACCURACY, RATIOS = ("a_better", "a_close", "a_not_worse"), ("a_slower", "a_similar_time", "a_steadier")
+RULES = [
+    "Each comparison pairs the two arms' runs of the same seed, scored on the same test images: one seed gives "
+    "McNemar's exact test and Newcombe's paired interval; several give the per-seed difference with Student's t "
+    "interval over the seeds, widened to at least the test set's own noise, and the larger of the two p-values.",
+    f"a_better: supported when the difference is in the claimed direction with p < {LEVEL} after Holm's "
+    f"correction over the claim's accuracy comparisons; contradicted when it is significant the other way; "
+    f"otherwise not resolved.",
+    "a_close / a_not_worse (margin m): supported when the whole 95% interval lies within +-m (above -m); "
+    "contradicted when it lies wholly outside (below -m); otherwise not resolved.",
+    "Times and loss oscillations are ratios with a 95% interval over the seeds (log scale), so they need two or "
+    "more seeds, and times from jobs that ran at the same time as another are not comparable.",
+    "A claim is supported when every comparison is, contradicted when any is, not testable when a comparison lacks "
+    "its runs, and otherwise not resolved at this noise. A diverged run counts as wrong on every test image.",
+]
+
+
+def study_runs(out: Path, steps: list[str]) -> list[dict]:
+    """Every job of these steps: {step, job, run_dir, results, key}. key is the job it stands for: a job copied
+    from an identical one (results.json's same_as) shares the original's key."""
+    runs = []
+    for step in steps:
+        step_dir = out / step
+        for run_dir in sorted(p for p in step_dir.iterdir() if p.is_dir()) if step_dir.is_dir() else []:
+            results = read_results(run_dir)
+            if results is not None:
+                key = results.get("same_as") or f"{step}/{run_dir.name}"
+                runs.append(dict(step=step, job=run_dir.name, run_dir=run_dir, results=results, key=key))
+    return runs
+
+
+def matches(results: dict, arm: dict) -> bool:
+    for key, wanted in arm.items():
+        value = config_value(results, key)
+        if isinstance(wanted, bool) or isinstance(value, bool):
+            if value is not wanted and str(value).lower() != str(wanted).lower():
+                return False
+        elif isinstance(parse_value(value), (int, float)) and isinstance(wanted, (int, float)):
+            if not math.isclose(parse_value(value), wanted, rel_tol=1e-9):
+                return False
+        elif str(value) != str(wanted):
+            return False
+    return True
+
+
+def arm_runs(runs: list[dict], steps: list[str], arm: dict) -> dict:
+    """{seed: run} of the finished (ok or diverged) runs of `steps` that match `arm`, each job once."""
+    found, seen = {}, set()
+    for run in runs:
+        record = run["results"]
+        if run["step"] in steps and run["key"] not in seen and record.get("status") in ("ok", "diverged") \
+                and matches(record, arm):
+            seen.add(run["key"])
+            found.setdefault(record.get("seed"), run)
+    return found
+
+
+def correct(run: dict) -> list[bool] | None:
+    """Per test image, whether the run got it right; a diverged run gets none right."""
+    predictions = read_predictions(run["run_dir"])
+    if run["results"].get("status") == "diverged":
+        return [False] * int(run["results"].get("test_images") or 0) or None
+    return None if predictions is None else [p == y for p, y in zip(predictions["predicted"], predictions["label"])]
+
+
+def oscillation(run: dict, from_epoch: int) -> float | str:
+    """Standard deviation of the step-to-step change of the training loss, from epoch `from_epoch` on; or why
+    there is none."""
+    try:
+        with open(Path(run["run_dir"]) / "steps.csv") as f:
+            losses = [float(r["train_loss"]) for r in csv.DictReader(f) if int(r["epoch"]) >= from_epoch]
+    except (OSError, ValueError, KeyError):
+        return "a run has no readable steps.csv (step_loss_every=null?)"
+    changes = [b - a for a, b in zip(losses, losses[1:])]
+    if len(changes) < 2 or not all(math.isfinite(c) for c in changes):
+        return f"a run has too few finite step losses from the first milestone (epoch {from_epoch}) on"
+    mean = sum(changes) / len(changes)
+    return math.sqrt(sum((c - mean) ** 2 for c in changes) / (len(changes) - 1))
+
+
+def first_milestone(run: dict) -> int | None:
+    milestones = ((run["results"].get("config") or {}).get("scheduler") or {}).get("milestones")
+    return int(milestones[0]) if milestones else None
+
+
+def overlapping(runs: list[dict]) -> set:
+    """Keys of the jobs that trained while another job of the study did: their times are not comparable."""
+    spans = {run["key"]: (run["results"].get("started_at"), run["results"].get("finished_at")) for run in runs
+             if run["key"] == f"{run['step']}/{run['job']}"}  # the originals: a copy has the original's times
+    spans = {k: s for k, s in spans.items() if None not in s}
+    return {k for k, (start, end) in spans.items()
+            if any(other != k and start < o_end and o_start < end for other, (o_start, o_end) in spans.items())}
+
+
+def paired_values(kind: str, a_runs: dict, b_runs: dict, busy: set) -> tuple[list, str | None]:
+    """The per-seed pairs a comparison is computed from, or why there are none."""
+    seeds = sorted(set(a_runs) & set(b_runs), key=str)
+    if not seeds:
+        return [], "no seed has a finished run of both arms"
+    a, b = [a_runs[s] for s in seeds], [b_runs[s] for s in seeds]
+    if kind in ACCURACY:
+        pairs = [(correct(x), correct(y)) for x, y in zip(a, b)]
+        if any(x is None or y is None for x, y in pairs):
+            return [], "a run has no test_predictions.json"
+        if any(len(x) != len(y) for x, y in pairs):
+            return [], "the arms were scored on different test sets"
+        return pairs, None
+    if kind == "a_steadier":
+        milestone = first_milestone(a[0])
+        if milestone is None:
+            return [], "arm a's schedule has no milestones"
+        pairs = [(oscillation(x, milestone), oscillation(y, milestone)) for x, y in zip(a, b)]
+        why = next((v for pair in pairs for v in pair if isinstance(v, str)), None)
+        return ([], why) if why else (pairs, None)
+    if any(run["key"] in busy for run in a + b):
+        return [], "times measured while another job ran at the same time are not comparable"
+    return [(x["results"].get("train_time_s"), y["results"].get("train_time_s")) for x, y in zip(a, b)], None
+
+
+def measure(comparison: dict, runs: list[dict], steps: list[str], busy: set) -> dict:
+    from lab.study.labels import arm_label
+
+    kind = comparison["asserts"]
+    if kind not in ACCURACY + RATIOS:
+        raise ValueError(f"asserts={kind}: one of {', '.join(ACCURACY + RATIOS)}")
+    row = dict(a=arm_label(comparison["a"]), b=arm_label(comparison["b"]), asserts=kind,
+               margin=comparison.get("margin"), factor=comparison.get("factor", 1.0))
+    pairs, why = paired_values(kind, arm_runs(runs, steps, comparison["a"]),
+                               arm_runs(runs, steps, comparison["b"]), busy)
+    if why:
+        return dict(row, verdict=UNTESTABLE, why=why)
+    found = compare_accuracy(pairs) if kind in ACCURACY else compare_ratio(pairs)
+    if found is None:
+        return dict(row, verdict=UNTESTABLE, why="one run per arm: a ratio needs two or more seeds")
+    return dict(row, **found)
+
+
+def judge(row: dict) -> str:
+    """A measured comparison's verdict (a_better reads the Holm-adjusted p)."""
+    kind, low, high = row["asserts"], row["low"], row["high"]
+    if kind == "a_better":
+        if row["p_holm"] >= LEVEL:
+            return UNRESOLVED
+        return SUPPORTED if row["estimate"] > 0 else CONTRADICTED
+    if kind in ("a_close", "a_not_worse"):
+        m = row["margin"]
+        if low > -m and (kind == "a_not_worse" or high < m):
+            return SUPPORTED
+        return CONTRADICTED if high < -m or (kind == "a_close" and low > m) else UNRESOLVED
+    factor = row["factor"]
+    if kind == "a_similar_time":
+        if 1 / factor < low and high < factor:
+            return SUPPORTED
+        return CONTRADICTED if high < 1 / factor or low > factor else UNRESOLVED
+    if kind == "a_steadier":
+        return SUPPORTED if high < 1 else CONTRADICTED if low > 1 else UNRESOLVED
+    return SUPPORTED if low > factor else CONTRADICTED if high < factor else UNRESOLVED  # a_slower
+
+
+def evaluate_claim(claim: dict, runs: list[dict], busy: set) -> dict:
+    rows = [measure(c, runs, claim["steps"], busy) for c in claim["compare"]]
+    tested = [r for r in rows if r.get("asserts") == "a_better" and "p" in r]
+    for row, adjusted in zip(tested, holm([r["p"] for r in tested])):
+        row["p_holm"] = adjusted
+    for row in rows:
+        if "verdict" not in row:  # untestable ones have theirs
+            row["verdict"] = judge(row)
+    verdicts = [r["verdict"] for r in rows]
+    if UNTESTABLE in verdicts:
+        verdict = UNTESTABLE
+    elif CONTRADICTED in verdicts:
+        verdict = CONTRADICTED
+    else:
+        verdict = SUPPORTED if all(v == SUPPORTED for v in verdicts) else UNRESOLVED
+    why = "; ".join(f"{r['a']} vs {r['b']}: {r['why']}" for r in rows if r.get("why"))
+    return dict(id=claim["id"], text=claim["text"], lab_report=claim.get("lab_report", ""), steps=claim["steps"],
+                comparisons=rows, verdict=verdict, why=why)
+
+
+def findings(study: dict, out: Path) -> list[dict]:
+    """Every claim of the study, tested on the runs of the steps it names."""
+    claims = study.get("claims") or []
+    runs = study_runs(out, list(dict.fromkeys(step for c in claims for step in c["steps"])))
+    busy = overlapping(runs)
+    return [evaluate_claim(claim, runs, busy) for claim in claims]
