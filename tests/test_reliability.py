@@ -67,6 +67,8 @@ def test_sigterm_or_ctrl_c_saves_a_mid_epoch_checkpoint_and_resume_is_exact(unin
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert rows_without_timing(run_dir) == rows_without_timing(uninterrupted)
     assert results(run_dir)["test_acc"] == results(uninterrupted)["test_acc"]
+    # The step losses of the epoch it stopped in were kept in last.ckpt: steps.csv is the uninterrupted run's.
+    assert (run_dir / "steps.csv").read_text() == (uninterrupted / "steps.csv").read_text()
     # Time and images both cover the whole run: their product is every image trained on, as uninterrupted.
     resumed, whole = results(run_dir), results(uninterrupted)
     assert resumed["processes"] == 2 and whole["processes"] == 1

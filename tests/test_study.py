@@ -1,6 +1,7 @@
 """python -m lab.study: the lab's report as one study of lab.train steps, resumable, with one REPORT.md."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -27,7 +28,7 @@ def commands(argv, run_dir_of=lambda name: Path("/runs") / name):
 
 def test_the_lab_report_runs_every_task_in_order_and_the_teacher_before_distillation():
     _, steps = commands(DIGITS + ["study.signs_root=/signs"])
-    assert list(steps) == ["t1", "t2", "t3", "t3b", "t4", "teacher", "t5", "t6"]
+    assert list(steps) == ["t1", "t3", "t2", "t3b", "t4", "teacher", "t5", "t6"]
     assert "+experiment=lr_sweep" in steps["t3"].command and "+experiment=teacher" in steps["teacher"].command
     assert "distill.teacher_ckpt=/runs/teacher" in steps["t5"].command
     assert all("trainer.max_epochs=3" in s.command and "resume=true" in s.command for s in steps.values())
@@ -73,17 +74,22 @@ def test_a_bad_study_setting_is_one_line_and_exit_2(argv, says, capsys):
 
 
 def fake_job(step_dir: Path, name: str, acc: float, lr: float, status="ok", n=359, seed=None):
+    """A finished job's results.json and test_predictions.json: round(acc * n) of n images right."""
     run_dir = step_dir / name
     run_dir.mkdir(parents=True)
     overrides = [f"optimizer.lr={lr}"] + ([f"seed={seed}"] if seed is not None else [])
     (run_dir / "results.json").write_text(json.dumps(dict(
-        status=status, test_acc=acc, test_images=n, total_time_s=10.0, epochs=3, dataset="digits",
-        overrides=overrides, git_commit="abc", git_dirty=False, device="cpu",
-        config={"optimizer": {"lr": lr}, "seed": seed})))
+        status=status, test_acc=acc, test_images=n, total_time_s=10.0, train_time_s=8.0, epochs=3,
+        dataset="digits", overrides=overrides, git_commit="abc", git_dirty=False, device="cpu", seed=seed,
+        choices={"optimizer": "sgd", "model": "resnet10"}, config={"optimizer": {"lr": lr}, "seed": seed})))
+    if acc is not None:
+        right = round(acc * n)
+        (run_dir / "test_predictions.json").write_text(json.dumps(dict(
+            checkpoint="best", label=[0] * n, predicted=[0] * right + [1] * (n - right))))
 
 
-def test_report_sets_published_numbers_beside_labs_and_marks_what_noise_cannot_tell_apart(tmp_path):
-    """On 359 test images 0.9666 vs 0.9749 is three images: within noise; 0.80 is not."""
+def test_report_sets_the_lab_reports_numbers_beside_labs_with_intervals_and_counts(tmp_path):
+    """On 359 test images each accuracy carries its Wilson interval and its count; every lr is a row."""
     study, _, _, _ = plan_study(["study.steps=[t3]"])
     fake_job(tmp_path / "t3", "optimizer.lr=0.03", 0.9749, 0.03)
     fake_job(tmp_path / "t3", "optimizer.lr=0.1", 0.9666, 0.1)
@@ -92,16 +98,16 @@ def test_report_sets_published_numbers_beside_labs_and_marks_what_noise_cannot_t
     report = write_study_report(study, tmp_path, [Step("t3", study["plan"]["t3"])], {"t3": {"status": "ok"}},
                                 runs, "python -m lab.study")
     rows = {row["label"]: row for row in report["steps"][0]["jobs"]}
-    assert rows["optimizer.lr=0.03"]["vs_best"] == "best"
-    assert rows["optimizer.lr=0.1"]["vs_best"] == "within noise"
-    assert rows["optimizer.lr=1"]["vs_best"] == "-17.5 pts"
-    assert rows["optimizer.lr=0.1"]["published_acc"] == 0.653 and rows["optimizer.lr=1"]["published_acc"] == 0.5153
-    low, high = rows["optimizer.lr=0.03"]["interval"]
+    assert set(rows) == {"lr 0.03", "lr 0.1", "lr 1"}
+    assert rows["lr 0.1"]["lab_report_acc"] == 0.653 and rows["lr 1"]["lab_report_acc"] == 0.5153
+    assert rows["lr 0.03"]["correct"] == [350] and rows["lr 0.03"]["test_images"] == 359  # 0.9749 of 359
+    low, high = rows["lr 0.03"]["interval"]
     assert 0.95 < low < 0.9749 < high < 0.99
     text = (tmp_path / "REPORT.md").read_text()
-    assert "## t3. Task 3" in text and "(published only) 0.005" in text and "within noise" in text
+    assert "## t3. Task 3" in text and "(the lab's report only) 0.005" in text and "350 / 359" in text
+    assert text.index("## Findings") < text.index("## t3.") and "Setup vs the lab:" in text
     assert "t3/" not in text or "](t3/" in text  # links are relative
-    assert "git commit abc" in text and "<" not in text.replace("<=", "")  # no HTML
+    assert "git commit abc" in text and not re.search(r"<[a-z/]", text)  # no HTML
 
 
 def test_seeds_give_mean_and_std_per_setting(tmp_path):
@@ -110,10 +116,10 @@ def test_seeds_give_mean_and_std_per_setting(tmp_path):
         for seed, acc in enumerate(accs):
             fake_job(tmp_path / "t3", f"optimizer.lr={lr},seed={seed}", acc, lr, seed=seed)
     report = write_study_report(study, tmp_path, [Step("t3", study["plan"]["t3"])], {}, [], "python -m lab.study")
-    rows = {row["match_value"]: row for row in report["steps"][0]["jobs"]}
-    assert rows["0.03"]["seeds"] == 2 and abs(rows["0.03"]["test_acc"] - 0.91) < 1e-9
-    assert abs(rows["0.1"]["test_acc_std"] - 0.0282843) < 1e-6 and rows["0.1"]["published_acc"] == 0.653
-    assert "0.9100 ± 0.0141 (2 seeds)" in (tmp_path / "REPORT.md").read_text()
+    rows = {row["label"]: row for row in report["steps"][0]["jobs"]}
+    assert rows["lr 0.03"]["seeds"] == 2 and abs(rows["lr 0.03"]["test_acc"] - 0.91) < 1e-9
+    assert abs(rows["lr 0.1"]["test_acc_std"] - 0.0282843) < 1e-6 and rows["lr 0.1"]["lab_report_acc"] == 0.653
+    assert "0.9100 ± 0.0141" in (tmp_path / "REPORT.md").read_text()
 
 
 def study_proc(tmp_path, *argv):
@@ -201,16 +207,18 @@ def test_jobs_per_gpu_lists_each_gpu_that_many_times_for_a_joblib_launcher(monke
     assert not any(o.startswith("gpu_pool") for o in steps["t3"].command)
 
 
-def test_a_single_run_step_is_labelled_by_its_model_or_its_published_label(tmp_path):
+def test_a_single_run_step_is_labelled_by_its_model(tmp_path):
     study, _, _, _ = plan_study(["study.steps=[t1,teacher]"])
     for step, model in (("t1", "resnet10"), ("teacher", "resnet50")):
         fake_job(tmp_path / step, "0", 0.9, 0.03)
         record = json.loads((tmp_path / step / "0" / "results.json").read_text())
-        (tmp_path / step / "0" / "results.json").write_text(json.dumps(dict(record, model=model)))
+        record["choices"]["model"] = model
+        (tmp_path / step / "0" / "results.json").write_text(json.dumps(record))
     steps = [Step(name, study["plan"][name]) for name in ("t1", "teacher")]
     report = write_study_report(study, tmp_path, steps, {}, [], "python -m lab.study")
     labels = {s["name"]: [row["label"] for row in s["jobs"]] for s in report["steps"]}
-    assert labels == {"t1": ["ResNet10, SGD lr 0.03"], "teacher": ["resnet50, one run"]}
+    assert labels == {"t1": ["ResNet10"], "teacher": ["ResNet50"]}
+    assert report["steps"][0]["jobs"][0]["lab_report_acc"] == 0.6629  # t1's one published row
 
 
 def test_progress_counts_each_job_once_across_commands(tmp_path, caplog):
@@ -237,3 +245,24 @@ def test_progress_counts_each_job_once_across_commands(tmp_path, caplog):
     lines = [r.message for r in caplog.records if r.message.startswith("study: t3")]
     assert progress.done == {"t3": 2} and len(lines) == 1 and "optimizer.lr=-1: failed" in lines[0]
     assert "2/2 jobs" in lines[0]
+
+
+def test_identical_jobs_of_different_steps_are_planned_once_and_copied(tmp_path):
+    """t1, t3's lr 0.03 and t4's ResNet10 are one job (same resolved config): t1 trains it, the others copy it."""
+    from lab.study.main import plan_jobs
+    from lab.study.run import all_finished, copy_identical_jobs
+
+    study, out, overrides, steps = plan_study([f"study.dir={tmp_path}", *DIGITS, "study.steps=[t1,t3,t4]"])
+    totals = plan_jobs(steps, study, overrides, out)
+    by_name = {s.name: {job.name: job for job in s.jobs} for s in steps}
+    assert totals == {"t1": 1, "t3": 10, "t4": 3}
+    assert by_name["t1"]["0"].same_as is None
+    assert by_name["t3"]["optimizer.lr=0.03"].same_as == "t1/0" == by_name["t4"]["model=resnet10"].same_as
+    assert by_name["t3"]["optimizer.lr=0.1"].same_as is None and by_name["t4"]["model=resnet18"].same_as is None
+    fake_job(tmp_path / "t1", "0", 0.9, 0.03)
+    t4 = next(s for s in steps if s.name == "t4")
+    copy_identical_jobs(t4, tmp_path)
+    copied = results(tmp_path / "t4" / "model=resnet10")
+    assert copied["same_as"] == "t1/0" and copied["test_acc"] == 0.9
+    assert (tmp_path / "t4" / "model=resnet10" / "test_predictions.json").is_file()
+    assert not all_finished(t4, tmp_path)  # resnet18 and resnet50 are still to train

@@ -1,5 +1,6 @@
 """The run directory contract, on real training runs (digits; a CIFAR-100 archive the test writes)."""
 import csv
+import json
 import pickle
 
 import numpy as np
@@ -33,6 +34,23 @@ def test_results_json_holds_the_contract_keys(digits_run):
     with open(run_dir / "metrics.csv") as f:  # training time covers every epoch, not just up to the best one
         assert res["train_time_s"] > 0.5 * sum(float(r["epoch_time_s"]) for r in csv.DictReader(f))
     assert set(res["per_class_acc"]) == {str(d) for d in range(10)}
+    # What reports, the study and resume read a run by: its group choices and resolved config.
+    assert res["choices"]["model"] == "resnet10" and res["choices"]["scheduler"] == "cosine"
+    assert res["config"]["model"]["base_width"] == 16 and res["config"]["dataset"]["name"] == "digits"
+
+
+def test_test_predictions_are_the_scored_checkpoints_and_steps_csv_has_every_step(digits_run):
+    run_dir, _ = digits_run
+    res, predictions = results(run_dir), json.loads((run_dir / "test_predictions.json").read_text())
+    assert predictions["checkpoint"] == res["scored_checkpoint"] == "best"
+    right = sum(p == y for p, y in zip(predictions["predicted"], predictions["label"]))
+    assert len(predictions["label"]) == res["test_images"] and right / res["test_images"] == \
+        pytest.approx(res["test_acc"], abs=1e-6)
+    with open(run_dir / "steps.csv") as f:
+        steps = list(csv.DictReader(f))
+    # digits: 1,294 training images at batch 32 (drop_last): 40 steps an epoch, 8 epochs.
+    assert [int(r["step"]) for r in steps] == list(range(320)) and {int(r["epoch"]) for r in steps} == set(range(8))
+    assert float(steps[-1]["train_loss"]) < float(steps[0]["train_loss"])
 
 
 def test_per_class_accuracy_comes_from_the_same_pass_as_test_acc(digits_run):

@@ -24,7 +24,8 @@ def mcnemar_p(only_a: int, only_b: int) -> float:
 
 
 def paired_interval(both: int, only_a: int, only_b: int, neither: int, z: float = 1.96) -> tuple[float, float]:
-    """95% interval of accuracy(A) - accuracy(B) on the same n images (Newcombe's method 10)."""
+    """95% interval of accuracy(A) - accuracy(B) on the same n images (Newcombe's method 10; arms that agree on
+    every image get the point 0: the sample shows no difference at all)."""
     n = both + only_a + only_b + neither
     p_a, p_b = (both + only_a) / n, (both + only_b) / n
     low_a, high_a = wilson_interval(p_a, n, z)

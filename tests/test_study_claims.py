@@ -1,0 +1,165 @@
+"""A study's findings: the statistics against hand-computed cases, and every kind of verdict on a study dir whose
+runs have known per-image predictions, times and loss curves."""
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from lab.study.claims import CONTRADICTED, SUPPORTED, UNRESOLVED, UNTESTABLE, findings
+from lab.study.stats import compare_accuracy, compare_ratio, holm, mcnemar_p, paired_interval, t_interval
+
+
+def test_mcnemar_is_the_exact_binomial_on_the_discordant_images():
+    assert mcnemar_p(0, 0) == 1.0
+    assert mcnemar_p(5, 0) == pytest.approx(2 * 0.5 ** 5)  # 0.0625
+    assert mcnemar_p(10, 2) == pytest.approx(2 * (1 + 12 + 66) / 4096)  # P(X <= 2 | 12, 1/2), both tails
+    assert mcnemar_p(3, 3) == 1.0
+
+
+def test_newcombes_paired_interval_matches_a_hand_computation():
+    # n = 100: both right 40, only A 10, only B 5, neither 45 -> A 0.50, B 0.45. By hand: Wilson(0.50) =
+    # [0.4038, 0.5962], Wilson(0.45) = [0.3561, 0.5476], phi = (40*45 - 10*5) / sqrt(50*50*45*55) = 0.7035.
+    low, high = paired_interval(40, 10, 5, 45)
+    assert low == pytest.approx(-0.0246, abs=5e-4) and high == pytest.approx(0.1232, abs=5e-4)
+    assert paired_interval(50, 0, 0, 50) == (0.0, 0.0)  # agreeing on every image: method 10's interval is a point
+
+
+def test_holm_steps_down_and_never_decreases():
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])  # 3 x 0.01, 2 x 0.03, then max(.., 0.04)
+    assert holm([0.5]) == [0.5] and holm([0.4, 0.6]) == [0.8, 0.8]
+
+
+def test_students_interval_over_two_seeds():
+    mean, low, high, p = t_interval([0.1, 0.2])
+    half = 12.7062 * math.sqrt(0.005) / math.sqrt(2)  # t(0.975, 1) x sd / sqrt(2)
+    assert mean == pytest.approx(0.15) and low == pytest.approx(0.15 - half, abs=1e-4) and p > 0.05
+
+
+def test_with_seeds_the_interval_is_never_narrower_than_the_test_sets_noise():
+    """Two seeds that agree exactly: Student's interval is a point, the test set's is not."""
+    a, b = [True] * 60 + [False] * 40, [True] * 55 + [False] * 45
+    result = compare_accuracy([(a, b), (a, b)])
+    assert result["estimate"] == pytest.approx(0.05) and result["seeds"] == 2
+    assert result["low"] < 0.05 < result["high"] and result["high"] - result["low"] > 0.05
+    assert result["correct_a"] == [60, 60] and result["correct_b"] == [55, 55]
+
+
+def test_a_ratio_needs_two_seeds():
+    assert compare_ratio([(2.0, 1.0)]) is None
+    ratio = compare_ratio([(2.0, 1.0), (2.2, 1.0)])
+    assert ratio["estimate"] == pytest.approx(math.sqrt(2.0 * 2.2)) and ratio["low"] < 2.0 < ratio["high"]
+
+
+N = 400
+
+
+def job(out: Path, step: str, name: str, right: int, seed: int, *, model="resnet10", lr=0.03, status="ok",
+        train_time_s=10.0, started_at=0.0, losses=None, milestones=None, offset=0):
+    """A finished run with `right` of N test images right (images offset .. offset + right - 1) and a steps.csv."""
+    run_dir = out / step / name
+    run_dir.mkdir(parents=True)
+    config = {"optimizer": {"lr": lr}, "seed": seed, "scheduler": {"milestones": milestones} if milestones else {}}
+    record = dict(status=status, test_acc=right / N if status == "ok" else None, test_images=N, seed=seed,
+                  train_time_s=train_time_s, started_at=started_at, finished_at=started_at + train_time_s,
+                  overrides=[f"model={model}", f"optimizer.lr={lr}", f"seed={seed}"], dataset="digits",
+                  choices={"model": model, "optimizer": "sgd"}, config=config)
+    (run_dir / "results.json").write_text(json.dumps(record))
+    if status == "ok":
+        (run_dir / "test_predictions.json").write_text(json.dumps(dict(
+            checkpoint="best", label=[0] * N, predicted=[int(not offset <= i < offset + right) for i in range(N)])))
+    rows = [f"{step},{step // 5},{loss}" for step, loss in enumerate(losses or [1.0, 0.9, 1.1, 0.8, 1.0, 0.7])]
+    (run_dir / "steps.csv").write_text("step,epoch,train_loss\n" + "\n".join(rows) + "\n")
+
+
+def study(claims: list) -> dict:
+    return dict(claims=[dict(id=i + 1, text="a claim", steps=["s"], **c) for i, c in enumerate(claims)])
+
+
+def verdicts(out, *claims) -> list[str]:
+    return [f["verdict"] for f in findings(study(list(claims)), out)]
+
+
+def better(a, b, **extra):
+    return dict(compare=[dict(a=a, b=b, asserts="a_better", **extra)])
+
+
+def test_accuracy_verdicts_on_known_predictions(tmp_path):
+    for seed in (1, 2):
+        job(tmp_path, "s", f"big,{seed}", 300, seed, model="resnet50", started_at=100 * seed)
+        job(tmp_path, "s", f"mid,{seed}", 294 + seed, seed, model="resnet18", started_at=100 * seed + 20, offset=10)
+        job(tmp_path, "s", f"small,{seed}", 200, seed, model="resnet10", started_at=100 * seed + 40)
+    r50, r18, r10 = {"model": "resnet50"}, {"model": "resnet18"}, {"model": "resnet10"}
+    assert verdicts(tmp_path, better(r50, r10), better(r10, r50), better(r50, r18)) == \
+        [SUPPORTED, CONTRADICTED, UNRESOLVED]  # 300 vs 200 of 400 either way; 300 vs 295-296, shifted: noise
+    close = dict(compare=[dict(a=r50, b=r18, asserts="a_close", margin=0.1)])
+    far = dict(compare=[dict(a=r10, b=r50, asserts="a_close", margin=0.1)])
+    not_worse = dict(compare=[dict(a=r18, b=r50, asserts="a_not_worse", margin=0.005)])
+    assert verdicts(tmp_path, close, far, not_worse) == [SUPPORTED, CONTRADICTED, UNRESOLVED]
+    missing = better(r50, {"model": "resnet34"})
+    result = findings(study([missing]), tmp_path)[0]
+    assert result["verdict"] == UNTESTABLE and "no seed has a finished run of both arms" in result["why"]
+
+
+def test_holm_counts_every_accuracy_comparison_of_a_claim(tmp_path):
+    """Alone, 207 vs 200 of 400 (discordant 7:0, p 0.016) is significant; with 9 others its Holm p is not."""
+    job(tmp_path, "s", "a", 207, 1, model="resnet18")
+    job(tmp_path, "s", "b", 200, 1, model="resnet10")
+    one = better({"model": "resnet18"}, {"model": "resnet10"})
+    ten = dict(compare=one["compare"] * 10)
+    assert verdicts(tmp_path, one, ten) == [SUPPORTED, UNRESOLVED]
+    assert findings(study([ten]), tmp_path)[0]["comparisons"][0]["p_holm"] == pytest.approx(
+        min(1, 10 * mcnemar_p(7, 0)))
+
+
+def test_time_and_oscillation_verdicts(tmp_path):
+    steady, shaky = [1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.49, 0.48, 0.47, 0.46], [1.0, 0.9, 0.8, 0.7, 0.6, 0.9, 0.3, 0.9,
+                                                                                0.2, 0.8]
+    for seed in (1, 2):
+        job(tmp_path, "s", f"slow,{seed}", 200, seed, model="resnet50", train_time_s=40.0 + seed,
+            started_at=1000 * seed, losses=steady, milestones=[1])
+        job(tmp_path, "s", f"fast,{seed}", 200, seed, model="resnet10", train_time_s=10.0,
+            started_at=1000 * seed + 500, losses=shaky)
+    r50, r10 = {"model": "resnet50"}, {"model": "resnet10"}
+    assert verdicts(tmp_path, dict(compare=[dict(a=r50, b=r10, asserts="a_slower", factor=2.0)]),
+                    dict(compare=[dict(a=r50, b=r10, asserts="a_similar_time", factor=1.1)]),
+                    dict(compare=[dict(a=r50, b=r10, asserts="a_steadier")])) == [SUPPORTED, CONTRADICTED, SUPPORTED]
+
+
+def test_times_of_jobs_that_ran_at_once_are_not_compared(tmp_path):
+    for seed in (1, 2):  # each pair overlaps in time
+        job(tmp_path, "s", f"slow,{seed}", 200, seed, model="resnet50", train_time_s=40.0, started_at=1000 * seed)
+        job(tmp_path, "s", f"fast,{seed}", 200, seed, model="resnet10", train_time_s=10.0, started_at=1000 * seed)
+    result = findings(study([dict(compare=[dict(a={"model": "resnet50"}, b={"model": "resnet10"},
+                                               asserts="a_slower", factor=2.0)])]), tmp_path)[0]
+    assert result["verdict"] == UNTESTABLE and "same time" in result["why"]
+
+
+def test_a_diverged_run_counts_as_wrong_on_every_image_and_a_copy_counts_once(tmp_path):
+    job(tmp_path, "s", "ok", 300, 1, model="resnet10")
+    job(tmp_path, "s", "nan", 0, 1, model="resnet50", status="diverged")
+    copy = tmp_path / "s" / "copy"
+    copy.mkdir()
+    record = json.loads((tmp_path / "s" / "ok" / "results.json").read_text())
+    (copy / "results.json").write_text(json.dumps(dict(record, same_as="s/ok")))
+    (copy / "test_predictions.json").write_text((tmp_path / "s" / "ok" / "test_predictions.json").read_text())
+    result = findings(study([better({"model": "resnet10"}, {"model": "resnet50"})]), tmp_path)[0]
+    assert result["verdict"] == SUPPORTED and result["comparisons"][0]["estimate"] == pytest.approx(0.75)
+    assert result["comparisons"][0]["seeds"] == 1  # the copy is the same run, not a second seed
+
+
+def test_the_findings_table_opens_the_report_with_its_rules(tmp_path):
+    from lab.study.main import plan_study
+    from lab.study.plan import Step
+    from lab.study.report import write_study_report
+
+    study_cfg, _, _, _ = plan_study(["study.steps=[t4]"])
+    for name, model, right in (("model=resnet10", "resnet10", 200), ("model=resnet18", "resnet18", 300),
+                               ("model=resnet50", "resnet50", 250)):
+        job(tmp_path, "t4", name, right, 42, model=model)
+    report = write_study_report(study_cfg, tmp_path, [Step("t4", study_cfg["plan"]["t4"])], {}, [], "cmd")
+    claim5 = next(f for f in report["findings"] if f["id"] == 5)
+    assert [c["verdict"] for c in claim5["comparisons"]] == [SUPPORTED, CONTRADICTED, UNTESTABLE]
+    text = (tmp_path / "REPORT.md").read_text()
+    assert text.index("## Findings") < text.index("## t4.") and "How each verdict is reached" in text
+    assert "On digits, not CIFAR-100" in text and "| 5. ResNet50 > ResNet18 > ResNet10" in text
