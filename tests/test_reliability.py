@@ -76,6 +76,7 @@ def test_sigterm_or_ctrl_c_saves_a_mid_epoch_checkpoint_and_resume_is_exact(unin
     assert images[0] == pytest.approx(images[1], rel=0.01)
 
 
+@pytest.mark.slow  # the resume tests above compare with the same uninterrupted run
 def test_same_seed_same_metrics(uninterrupted, tmp_path):
     proc = run_train(*ARGS, f"hydra.run.dir={tmp_path}")
     assert proc.returncode == 0
@@ -93,17 +94,14 @@ def test_ddp_on_cpu_with_two_processes(tmp_path):
 
 
 def test_ddp_under_multirun_is_refused_with_the_launcher_route(tmp_path):
-    # Typed on the command line: one line before any job.
-    proc = run_train("-m", "trainer=ddp", "dataset=digits", "seed=1,2", f"hydra.sweep.dir={tmp_path / 'typed'}")
-    assert proc.returncode == 2 and proc.stderr.count("error:") == 1 and "hydra/launcher=joblib" in proc.stderr
-    assert "Traceback" not in proc.stderr and not (tmp_path / "typed").exists()
-    # From a yaml (here a config dir's trainer option): each job fails with the same line.
+    """Set in a yaml (here a config dir's trainer option, so lab.cli's command-line check cannot see it): the
+    sweep's check of every job refuses it in one line before any job (the typed case: the test below)."""
     (tmp_path / "conf" / "trainer").mkdir(parents=True)
     (tmp_path / "conf" / "trainer" / "two.yaml").write_text("defaults: [ddp]\n")
     proc = run_train("-m", f"--config-dir={tmp_path / 'conf'}", "trainer=two", "dataset=digits", "seed=1,2",
                      f"hydra.sweep.dir={tmp_path / 'yaml'}")
-    assert proc.returncode == 1 and "hydra/launcher=joblib" in proc.stderr and "Traceback" not in proc.stderr
-    assert results(tmp_path / "yaml" / "seed=1")["status"] == "failed"
+    assert proc.returncode == 2 and proc.stderr.count("error:") == 1 and "hydra/launcher=joblib" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "yaml" / "seed=1").exists()
 
 
 @pytest.mark.parametrize("argv,refused", [

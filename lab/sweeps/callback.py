@@ -21,10 +21,11 @@ class SweepCallback(Callback):
         return dict(self.__dict__, slurm_watch=None)
 
     def on_multirun_start(self, config, **kwargs) -> None:
-        problem = check_jobs(config)  # a bad value among good ones: one line now, not a failed job later
+        slurm = str(config.hydra.launcher.get("_target_", "")).endswith("SlurmLauncher")
+        problem = check_jobs(config, ranks_by_launcher=slurm)  # a bad value among good ones: one line now
         if problem:
             exit_for_user_error(f"{problem} (no job was started)")
-        if str(config.hydra.launcher.get("_target_", "")).endswith("SlurmLauncher"):
+        if slurm:
             from lab.sweeps.slurm_watch import check_and_watch
 
             self.slurm_watch = check_and_watch(config)  # refuse a request Slurm never runs, log the queue

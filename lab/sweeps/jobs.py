@@ -99,12 +99,14 @@ def job_overrides(config) -> list[list[str]] | None:
     return [list(job) for job in itertools.product(*choices.values())]
 
 
-def check_jobs(config) -> str | None:
-    """The first problem in any job's config (lab.config.check_job), as one line naming the job; None when every
-    job passes. Composed with Hydra's compose API, inside the running sweep (its search path, its config)."""
+def check_jobs(config, ranks_by_launcher: bool = False) -> str | None:
+    """The first problem in any job's config (lab.config.check_job; DDP too, unless the launcher starts every
+    rank itself), as one line naming the job; None when every job passes. Composed with Hydra's compose API,
+    inside the running sweep (its search path, its config)."""
     from hydra import compose
 
-    from lab.config import check_job
+    from lab.config import check_ddp_outside_sweeps, check_job
+    from lab.context import RunContext
     from lab.errors import ConfigError
 
     jobs = job_overrides(config)
@@ -114,7 +116,10 @@ def check_jobs(config) -> str | None:
     for overrides in jobs:
         name = ",".join(o for o in overrides if o.split("=", 1)[0] in swept) or "the only job"
         try:
-            check_job(compose(config_name=config.hydra.job.config_name, overrides=overrides))
+            cfg = compose(config_name=config.hydra.job.config_name, overrides=overrides)
+            check_job(cfg)
+            if not ranks_by_launcher:
+                check_ddp_outside_sweeps(cfg, RunContext(run_dir=Path(config.hydra.sweep.dir), in_sweep=True))
         except ConfigError as err:
             return f"job {name}: {err}"
         except Exception as err:  # Hydra's composition errors name the override on their first line
