@@ -266,3 +266,10 @@ def test_identical_jobs_of_different_steps_are_planned_once_and_copied(tmp_path)
     assert copied["same_as"] == "t1/0" and copied["test_acc"] == 0.9
     assert (tmp_path / "t4" / "model=resnet10" / "test_predictions.json").is_file()
     assert not all_finished(t4, tmp_path)  # resnet18 and resnet50 are still to train
+
+
+def test_t6_takes_none_of_the_users_dataset_keys():
+    _, steps = commands(["dataset=fashion_mnist", "dataset.root=/fm", "dataset.train_subset=5000",
+                         "study.signs_root=/signs"])
+    assert "dataset.root=/signs" in steps["t6"].command and "dataset.root=/fm" not in steps["t6"].command
+    assert "dataset.train_subset=5000" not in steps["t6"].command and "dataset.train_subset=5000" in steps["t1"].command

@@ -165,8 +165,10 @@ def step_command(step: Step, study: dict, step_overrides: list[str], out: Path, 
     if chosen not in by_dataset and spec.get("skip_unless") and study.get(spec["skip_unless"]) is None:
         step.skipped = spec.get("skip_reason") or f"needs study.{spec['skip_unless']}"
         return
-    kept = set(spec.get("keep_groups") or [])  # the step's own group choice is not replaced by the user's
-    given = [o for o in step_overrides if override_key(o) not in kept]
+    # The step's own group choice (and its keys: a dataset.root meant for the user's dataset) is not replaced.
+    kept = tuple(spec.get("keep_groups") or [])
+    given = [o for o in step_overrides if not any(override_key(o) == g or override_key(o).startswith(g + ".")
+                                                  for g in kept)]
     needs = []
     for key, needed in (spec.get("needs") or {}).items():
         run_dir = run_dir_of(needed)
