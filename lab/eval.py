@@ -53,7 +53,7 @@ def dataset_config(cfg, hp: dict, ckpt_path: Path):
 
 
 # The class counts of the datasets lab downloads: a checkpoint with another count is refused before a download.
-DOWNLOADED_CLASSES = {"cifar10": 10, "cifar100": 100, "gtsrb": 43}
+DOWNLOADED_CLASSES = {"cifar10": 10, "cifar100": 100, "gtsrb": 43, "fashion_mnist": 10}
 
 
 def check_class_count(dataset_cfg, hp: dict, ckpt_path: Path) -> None:
