@@ -5,7 +5,7 @@ from pathlib import Path
 
 import torch
 
-from lab.errors import CheckpointError
+from lab.errors import CheckpointError, first_line
 from lab.model import build_model
 
 log = logging.getLogger("lab")
@@ -41,9 +41,8 @@ def load_checkpoint(path, mmap: bool = False) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise CheckpointError(f"checkpoint {path} refused: it cannot be read with weights_only=True "
-                              f"(it holds pickled code or is damaged: {first[:160]}); lab never unpickles "
+                              f"(it holds pickled code or is damaged: {first_line(err)[:160]}); lab never unpickles "
                               f"code, so re-save it with tensors and plain Python only") from None
 
 

@@ -52,8 +52,6 @@ def reads_a_folder(cfg) -> bool:
     return OmegaConf.select(cfg, "dataset.name", default=None) == "imagefolder"
 
 
-
-
 # (key, test, allowed range as the user should read it[, the fix when it is not "set it with key=...",
 # the configs the rule applies to])
 RULES = [

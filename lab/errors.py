@@ -31,6 +31,12 @@ class ReportError(Exception):
 USER_ERRORS = (ConfigError, DataError, CheckpointError, ReportError)
 
 
+def first_line(err: BaseException) -> str:
+    """The first line of an error's message (Hydra's and torch's put the detail below), or its class name."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return lines[0] if lines else type(err).__name__
+
+
 EXIT_USER_ERROR = 2
 EXIT_STOPPED = {"Ctrl-C": 130, "SIGTERM": 143}  # 128 + the signal's number, as a shell reports it
 

@@ -113,6 +113,8 @@ class Classifier(pl.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.epoch_lr = checkpoint.get("epoch_lr")
+        for key in [k for k in checkpoint.get("state_dict", {}) if k.startswith("distiller.")]:
+            del checkpoint["state_dict"][key]  # a teacher an older lab saved inside the student's checkpoint
         self.step_losses = [tuple(pair) for pair in checkpoint.get("pending_step_losses", [])]
 
     def take_step_losses(self) -> list[tuple[int, float]]:
@@ -137,7 +139,8 @@ class Classifier(pl.LightningModule):
             self.losses["train_distill"].update(distill, len(labels))
         self.losses["train_loss"].update(loss, len(labels))
         self.metrics["train_set"].update(logits.detach(), labels)
-        if self.step_loss_every and self.global_step % self.step_loss_every == 0:
+        accumulated = (batch_idx + 1) % self.trainer.accumulate_grad_batches == 0  # this batch ends an optimizer step
+        if self.step_loss_every and accumulated and self.global_step % self.step_loss_every == 0:
             self.step_losses.append((self.global_step, loss.detach()))  # stays on the device until epoch end
         return loss
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lab.errors import DataError
+from lab.errors import DataError, first_line
 
 ARCHIVES = {
     "cifar100": dict(url="https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
@@ -38,7 +38,7 @@ def read_pickle(path: Path, keys: list[bytes]) -> dict:
     except FileNotFoundError:
         raise damaged(path, "is missing") from None
     except Exception as err:  # garbage, a truncated file, a pickle of something else: all "cannot be read"
-        reason = (str(err).strip().splitlines() or [""])[0][:120]
+        reason = first_line(err)[:120]
         raise damaged(path, f"cannot be read as a CIFAR pickle ({type(err).__name__}: {reason})") from None
     missing = [key for key in keys if not isinstance(batch, dict) or key not in batch]
     if missing:
@@ -74,7 +74,7 @@ def download(spec: dict, data_dir: Path, expected: Path) -> None:
         download_and_extract_archive(spec["url"], str(data_dir), md5=spec["md5"])
     except Exception as err:  # no network, proxy, bad md5: all end the same way for the user
         raise DataError(f"{expected} not found and downloading {spec['url']} into {data_dir} failed "
-                        f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); put the "
+                        f"({type(err).__name__}: {first_line(err)}); put the "
                         f"unpacked archive there (paths.data_dir or LAB_DATA), or run offline with "
                         f"dataset=digits") from None
 

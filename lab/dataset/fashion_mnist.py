@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lab.errors import DataError
+from lab.errors import DataError, first_line
 
 SPLITS = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
           "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
@@ -21,6 +21,8 @@ DEBIAN_FOLDER = "/usr/share/datasets/fashion-mnist"
 APT = (f"apt-get install dataset-fashion-mnist puts the four files in {DEBIAN_FOLDER}: pass "
        f"dataset.root={DEBIAN_FOLDER}")
 GET_IT = f"{APT}, or leave dataset.root unset to download torchvision's copy into paths.data_dir"
+REPLACE_IT = ("reinstall it (apt-get install --reinstall dataset-fashion-mnist) if it is the package's file, or delete "
+              "it and run again without dataset.root to download torchvision's copy")
 
 
 def class_names() -> list[str]:
@@ -41,16 +43,17 @@ def read_idx(path: Path, magic: int, dims: int) -> np.ndarray:
     try:
         raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
     except (OSError, EOFError, gzip.BadGzipFile) as err:
-        raise DataError(f"{path} cannot be read ({type(err).__name__}: {err}): the file is damaged; {GET_IT}") from None
+        raise DataError(f"{path} cannot be read ({type(err).__name__}: {err}): the file is damaged; "
+                        f"{REPLACE_IT}") from None
     header = 4 * (1 + dims)
     found = int.from_bytes(raw[:4], "big") if len(raw) >= 4 else None
     if found != magic or len(raw) < header:
         raise DataError(f"{path} is not a Fashion-MNIST idx file (header {found}, expected {magic}): the file is "
-                        f"damaged or another file; {GET_IT}")
+                        f"damaged or another file; {REPLACE_IT}")
     shape = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(dims)]
     if len(raw) - header != int(np.prod(shape)):
         raise DataError(f"{path} holds {len(raw) - header} bytes of data where its header promises "
-                        f"{int(np.prod(shape))} ({' x '.join(map(str, shape))}): the file is truncated; {GET_IT}")
+                        f"{int(np.prod(shape))} ({' x '.join(map(str, shape))}): the file is truncated; {REPLACE_IT}")
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
 
 
@@ -62,9 +65,9 @@ def read_split(folder: Path, split: str, num_classes: int) -> tuple[torch.Tensor
     labels = read_idx(labels_path, LABELS_MAGIC, 1)
     if images.shape[1:] != (SIDE, SIDE) or len(images) != len(labels):
         raise DataError(f"{folder}: the {split} files hold {len(images)} images of {images.shape[1:]} pixels and "
-                        f"{len(labels)} labels, not one label per 28x28 image; {GET_IT}")
+                        f"{len(labels)} labels, not one label per 28x28 image; {REPLACE_IT}")
     if len(labels) and labels.max() >= num_classes:
-        raise DataError(f"{labels_path} has labels up to {labels.max()}, outside 0..{num_classes - 1}; {GET_IT}")
+        raise DataError(f"{labels_path} has labels up to {labels.max()}, outside 0..{num_classes - 1}; {REPLACE_IT}")
     # np.frombuffer views read-only bytes: copy into tensors torch may write to.
     return torch.from_numpy(images.copy())[:, None], torch.from_numpy(labels.astype(np.int64))
 
@@ -80,7 +83,7 @@ def download(data_dir: Path) -> Path:
     try:
         FashionMNIST(str(data_dir), train=True, download=True)
     except Exception as err:  # no network, proxy, bad md5: all end the same way for the user
-        reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
+        reason = first_line(err)[:160]
         raise DataError(f"Fashion-MNIST is not in {folder} and downloading it there failed ({reason}); "
                         f"{APT}, or put the four files there") from None
     return folder

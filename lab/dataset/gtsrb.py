@@ -11,7 +11,7 @@ import torch
 from lab.dataset.cache import cache_file, read_cache, write_cache
 from lab.dataset.imagefolder import check_readable, decode_labeled
 from lab.dataset.memory import MemoryBudget, check_fits
-from lab.errors import DataError
+from lab.errors import DataError, first_line
 
 log = logging.getLogger("lab")
 
@@ -38,7 +38,7 @@ def gtsrb_samples(split: str, data_dir: Path) -> list[tuple[Path, int]]:
     try:
         dataset = GTSRB(str(data_dir), split=split, download=True)
     except Exception as err:  # no network, proxy, bad md5, disk full: all end the same way for the user
-        reason = (str(err).strip().splitlines() or [""])[0][:160]
+        reason = first_line(err)[:160]
         raise DataError(f"GTSRB {split} split not found in {data_dir / 'gtsrb'} and downloading it failed "
                         f"({type(err).__name__}: {reason}); put torchvision's GTSRB files there (paths.data_dir "
                         f"or LAB_DATA), use your own copy with dataset=imagefolder dataset.root=PATH, or run "

@@ -57,6 +57,18 @@ def parse_value(text):
     return text
 
 
+def same_value(a, b) -> bool:
+    """Two config values as a person means them: 0.001 == 1e-3 == '0.001', False == 'false'; None matches nothing."""
+    import math
+
+    if a is None or b in (None, ""):
+        return False
+    a, b = parse_value(str(a)), parse_value(str(b))
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return math.isclose(a, b, rel_tol=1e-9)
+    return str(a).lower() == str(b).lower()
+
+
 def config_value(results: dict | None, key: str):
     """The value a job ran with for a key it did not override: its group choice or resolved config value, as its
     results.json records them."""

@@ -10,13 +10,14 @@ identical one in another step counts once. Arm `a` is the pre-declared reference
 - a_steadier: a's per-step training loss moves less than b's from the first milestone of a's schedule on
   (the standard deviation of its step-to-step changes, steps.csv)
 
-stats.py does the arithmetic; REPORTED holds the verdicts and RULES the words under the Findings table."""
+stats.py does the arithmetic; RULES holds the words under the Findings table."""
 import csv
 import math
 from pathlib import Path
 
-from lab.report.table import config_value, parse_value
+from lab.report.table import config_value, same_value
 from lab.run_files import read_predictions, read_results
+from lab.study.labels import arm_label
 from lab.study.stats import LEVEL, compare_accuracy, compare_ratio, holm
 
 SUPPORTED, CONTRADICTED, UNRESOLVED, UNTESTABLE = ("supported", "contradicted", "not resolved at this noise",
@@ -33,8 +34,9 @@ RULES = [
     "contradicted when it lies wholly outside (below -m); otherwise not resolved.",
     "Times and loss oscillations are ratios with a 95% interval over the seeds (log scale), so they need two or "
     "more seeds, and times from jobs that ran at the same time as another are not comparable.",
-    "A claim is supported when every comparison is, contradicted when any is, not testable when a comparison lacks "
-    "its runs, and otherwise not resolved at this noise. A diverged run counts as wrong on every test image.",
+    "A claim is contradicted when any comparison is, else not testable when a comparison lacks its runs, else "
+    "supported when every comparison is, and otherwise not resolved at this noise. A diverged run counts as wrong "
+    "on every test image (and its time is not compared).",
 ]
 
 
@@ -53,37 +55,34 @@ def study_runs(out: Path, steps: list[str]) -> list[dict]:
 
 
 def matches(results: dict, arm: dict) -> bool:
-    for key, wanted in arm.items():
-        value = config_value(results, key)
-        if isinstance(wanted, bool) or isinstance(value, bool):
-            if value is not wanted and str(value).lower() != str(wanted).lower():
-                return False
-        elif isinstance(parse_value(value), (int, float)) and isinstance(wanted, (int, float)):
-            if not math.isclose(parse_value(value), wanted, rel_tol=1e-9):
-                return False
-        elif str(value) != str(wanted):
-            return False
-    return True
+    return all(same_value(config_value(results, key), wanted) for key, wanted in arm.items())
 
 
-def arm_runs(runs: list[dict], steps: list[str], arm: dict) -> dict:
-    """{seed: run} of the finished (ok or diverged) runs of `steps` that match `arm`, each job once."""
+def arm_runs(runs: list[dict], steps: list[str], arm: dict, statuses=("ok", "diverged")) -> tuple[dict, str | None]:
+    """({seed: run} of the runs of `steps` with one of `statuses` that match `arm`, each job once; why the arm
+    cannot be used, when it matches several different jobs of one seed)."""
     found, seen = {}, set()
     for run in runs:
         record = run["results"]
-        if run["step"] in steps and run["key"] not in seen and record.get("status") in ("ok", "diverged") \
+        if run["step"] in steps and run["key"] not in seen and record.get("status") in statuses \
                 and matches(record, arm):
             seen.add(run["key"])
-            found.setdefault(record.get("seed"), run)
-    return found
+            if record.get("seed") in found:
+                return {}, f"arm {arm_label(arm)} matches several jobs of seed {record.get('seed')}: name it fully"
+            found[record.get("seed")] = run
+    return found, None
 
 
-def correct(run: dict) -> list[bool] | None:
-    """Per test image, whether the run got it right; a diverged run gets none right."""
-    predictions = read_predictions(run["run_dir"])
+def scored(run: dict) -> tuple[list[bool], list] | None:
+    """(per test image, whether the run got it right; the labels, which name the test set), or None without
+    test_predictions.json. A diverged run gets none right."""
     if run["results"].get("status") == "diverged":
-        return [False] * int(run["results"].get("test_images") or 0) or None
-    return None if predictions is None else [p == y for p, y in zip(predictions["predicted"], predictions["label"])]
+        n = int(run["results"].get("test_images") or 0)
+        return ([False] * n, None) if n else None
+    predictions = read_predictions(run["run_dir"])
+    if predictions is None:
+        return None
+    return [p == y for p, y in zip(predictions["predicted"], predictions["label"])], predictions["label"]
 
 
 def oscillation(run: dict, from_epoch: int) -> float | str:
@@ -115,6 +114,17 @@ def overlapping(runs: list[dict]) -> set:
             if any(other != k and start < o_end and o_start < end for other, (o_start, o_end) in spans.items())}
 
 
+def accuracy_pairs(a: list[dict], b: list[dict]) -> tuple[list, str | None]:
+    both = [(scored(x), scored(y)) for x, y in zip(a, b)]
+    if any(x is None or y is None for x, y in both):
+        return [], "a run has no test_predictions.json"
+    labels = [lab for pair in both for _, lab in pair if lab is not None]
+    if any(len(x[0]) != len(both[0][0][0]) or len(y[0]) != len(x[0]) for x, y in both) or \
+            any(lab != labels[0] for lab in labels):
+        return [], "the runs were not scored on the same test images"
+    return [(x[0], y[0]) for x, y in both], None
+
+
 def paired_values(kind: str, a_runs: dict, b_runs: dict, busy: set) -> tuple[list, str | None]:
     """The per-seed pairs a comparison is computed from, or why there are none."""
     seeds = sorted(set(a_runs) & set(b_runs), key=str)
@@ -122,12 +132,7 @@ def paired_values(kind: str, a_runs: dict, b_runs: dict, busy: set) -> tuple[lis
         return [], "no seed has a finished run of both arms"
     a, b = [a_runs[s] for s in seeds], [b_runs[s] for s in seeds]
     if kind in ACCURACY:
-        pairs = [(correct(x), correct(y)) for x, y in zip(a, b)]
-        if any(x is None or y is None for x, y in pairs):
-            return [], "a run has no test_predictions.json"
-        if any(len(x) != len(y) for x, y in pairs):
-            return [], "the arms were scored on different test sets"
-        return pairs, None
+        return accuracy_pairs(a, b)
     if kind == "a_steadier":
         milestone = first_milestone(a[0])
         if milestone is None:
@@ -137,19 +142,17 @@ def paired_values(kind: str, a_runs: dict, b_runs: dict, busy: set) -> tuple[lis
         return ([], why) if why else (pairs, None)
     if any(run["key"] in busy for run in a + b):
         return [], "times measured while another job ran at the same time are not comparable"
-    return [(x["results"].get("train_time_s"), y["results"].get("train_time_s")) for x, y in zip(a, b)], None
+    times = [(x["results"].get("train_time_s"), y["results"].get("train_time_s")) for x, y in zip(a, b)]
+    return ([], "a run has no train_time_s") if any(None in pair for pair in times) else (times, None)
 
 
 def measure(comparison: dict, runs: list[dict], steps: list[str], busy: set) -> dict:
-    from lab.study.labels import arm_label
-
     kind = comparison["asserts"]
-    if kind not in ACCURACY + RATIOS:
-        raise ValueError(f"asserts={kind}: one of {', '.join(ACCURACY + RATIOS)}")
     row = dict(a=arm_label(comparison["a"]), b=arm_label(comparison["b"]), asserts=kind,
                margin=comparison.get("margin"), factor=comparison.get("factor", 1.0))
-    pairs, why = paired_values(kind, arm_runs(runs, steps, comparison["a"]),
-                               arm_runs(runs, steps, comparison["b"]), busy)
+    statuses = ("ok", "diverged") if kind in ACCURACY else ("ok",)  # a diverged run's time or loss says nothing
+    (a_runs, why_a), (b_runs, why_b) = (arm_runs(runs, steps, comparison[arm], statuses) for arm in ("a", "b"))
+    pairs, why = paired_values(kind, a_runs, b_runs, busy) if not (why_a or why_b) else ([], why_a or why_b)
     if why:
         return dict(row, verdict=UNTESTABLE, why=why)
     found = compare_accuracy(pairs) if kind in ACCURACY else compare_ratio(pairs)
@@ -189,10 +192,10 @@ def evaluate_claim(claim: dict, runs: list[dict], busy: set) -> dict:
         if "verdict" not in row:  # untestable ones have theirs
             row["verdict"] = judge(row)
     verdicts = [r["verdict"] for r in rows]
-    if UNTESTABLE in verdicts:
-        verdict = UNTESTABLE
-    elif CONTRADICTED in verdicts:
+    if CONTRADICTED in verdicts:
         verdict = CONTRADICTED
+    elif UNTESTABLE in verdicts:
+        verdict = UNTESTABLE
     else:
         verdict = SUPPORTED if all(v == SUPPORTED for v in verdicts) else UNRESOLVED
     why = "; ".join(f"{r['a']} vs {r['b']}: {r['why']}" for r in rows if r.get("why"))
@@ -200,9 +203,7 @@ def evaluate_claim(claim: dict, runs: list[dict], busy: set) -> dict:
                 comparisons=rows, verdict=verdict, why=why)
 
 
-def findings(study: dict, out: Path) -> list[dict]:
-    """Every claim of the study, tested on the runs of the steps it names."""
-    claims = study.get("claims") or []
-    runs = study_runs(out, list(dict.fromkeys(step for c in claims for step in c["steps"])))
-    busy = overlapping(runs)
-    return [evaluate_claim(claim, runs, busy) for claim in claims]
+def findings(study: dict, runs: list[dict], busy: set) -> list[dict]:
+    """Every claim of the study, tested on the runs of the steps it names. `runs`: the whole study's
+    (study_runs), so `busy` (overlapping) sees every job that ran, also in steps no claim names."""
+    return [evaluate_claim(claim, runs, busy) for claim in study.get("claims") or []]

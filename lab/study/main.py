@@ -71,8 +71,8 @@ def plan_jobs(steps: list[Step], study: dict, step_overrides: list[str], out: Pa
 
 
 def run_steps(steps: list[Step], study: dict, step_overrides: list[str], out: Path, progress: Progress) -> dict:
-    """{step: outcome dict}; starts steps in the plan's order, at most parallel_steps at once, a step only
-    once the steps it needs have ended."""
+    """{step: outcome dict}; starts steps in the plan's order, at most parallel_steps at once, a step only once
+    the steps it needs (and those whose jobs it copies) have ended."""
     outcomes, running, pending = {}, {}, list(steps)
     by_name = {step.name: step for step in steps}
     try:
@@ -80,24 +80,14 @@ def run_steps(steps: list[Step], study: dict, step_overrides: list[str], out: Pa
             for step in list(pending):
                 if len(running) >= study["parallel_steps"]:
                     break
-                needs = set((step.spec.get("needs") or {}).values())
-                if needs & ({s.name for s in pending} | set(running)):
+                if waits_for(step) & ({s.name for s in pending} | set(running)):
                     if study["parallel_steps"] == 1:
                         break
                     continue
                 pending.remove(step)
-                step_command(step, study, step_overrides, out, lambda name: first_finished_run(out / name))
-                if step.skipped:
-                    log.warning(f"study: {step.name} skipped: {step.skipped}")
-                    outcomes[step.name] = dict(status="skipped", reason=step.skipped)
-                    continue
-                copy_identical_jobs(step, out)
-                progress.begin(step.name, out / step.name)
-                if all_finished(step, out):
-                    log.info(f"study: {step.name}: every job finished earlier: nothing to run")
-                    outcomes[step.name] = dict(status="ok", command=step.command, note="every job finished earlier")
-                    continue
-                running[step.name] = start_step(step, out)
+                process, outcome = start_or_settle(step, study, step_overrides, out, progress)
+                running.update({step.name: process} if process else {})
+                outcomes.update({step.name: outcome} if outcome else {})
             time.sleep(POLL_S)
             for name, process in list(running.items()):
                 ended = process.poll() is not None
@@ -113,6 +103,26 @@ def run_steps(steps: list[Step], study: dict, step_overrides: list[str], out: Pa
             outcomes[name] = dict(status="stopped", reason=f"stopped by {by}", command=by_name[name].command)
         raise Stopped(by, outcomes) from None
     return outcomes
+
+
+def waits_for(step: Step) -> set:
+    """The steps that must end before this one starts: its needs, and those whose jobs it copies."""
+    copied = {job.same_as.split("/")[0] for job in step.jobs or [] if job.same_as}
+    return set((step.spec.get("needs") or {}).values()) | copied
+
+
+def start_or_settle(step: Step, study: dict, step_overrides: list[str], out: Path, progress: Progress):
+    """(the step's process, None), or (None, its outcome) when it is skipped or has nothing left to run."""
+    step_command(step, study, step_overrides, out, lambda name: first_finished_run(out / name))
+    if step.skipped:
+        log.warning(f"study: {step.name} skipped: {step.skipped}")
+        return None, dict(status="skipped", reason=step.skipped)
+    copy_identical_jobs(step, out)
+    progress.begin(step.name, out / step.name)
+    if all_finished(step, out):
+        log.info(f"study: {step.name}: every job finished earlier: nothing to run")
+        return None, dict(status="ok", command=step.command, note="every job finished earlier")
+    return start_step(step, out), None
 
 
 def step_outcome(step: Step, returncode: int, out: Path) -> dict:

@@ -5,7 +5,6 @@ import platform
 
 HEADER = ["setting", "lab: test acc [95%]", "correct / total", "the lab's report", "vs the lab's report",
           "train time (s)", "x ResNet10", "the lab's report: time (s)", "its x ResNet10", "epochs", "status"]
-LAB_REPORT_RESNET10_S = 1829  # the lab's report: ResNet10, SGD lr 0.03, 50 epochs (task 1)
 
 
 def fmt(value, spec: str = "{:.4f}") -> str:
@@ -13,23 +12,18 @@ def fmt(value, spec: str = "{:.4f}") -> str:
 
 
 def facts_of_runs(runs: list[dict]) -> dict:
-    """The settings every number of the study was measured with, each as the sorted set of values it took."""
+    """The settings these runs were measured with, each as the sorted set of values it took."""
+    from lab.report.table import config_value
+
     def values(get):
         return sorted({str(v) for r in runs if (v := get(r["results"])) is not None})
-    config = lambda r, *path: _dig(r.get("config") or {}, path)  # noqa: E731
     return dict(datasets=values(lambda r: r.get("dataset")), seeds=values(lambda r: r.get("seed")),
                 precision=values(lambda r: r.get("precision")), epochs=values(lambda r: r.get("epochs")),
-                batch_size=values(lambda r: config(r, "dataset", "batch_size")),
-                val_split=values(lambda r: config(r, "dataset", "val_split")),
-                train_subset=values(lambda r: config(r, "dataset", "train_subset")),
-                base_width=values(lambda r: config(r, "model", "base_width")),
+                batch_size=values(lambda r: config_value(r, "dataset.batch_size")),
+                val_split=values(lambda r: config_value(r, "dataset.val_split")),
+                train_subset=values(lambda r: config_value(r, "dataset.train_subset")),
+                base_width=values(lambda r: config_value(r, "model.base_width")),
                 scored=values(lambda r: r.get("scored_checkpoint")), test_images=values(lambda r: r.get("test_images")))
-
-
-def _dig(node, path):
-    for key in path:
-        node = node.get(key) if isinstance(node, dict) else None
-    return node
 
 
 def provenance(report: dict, runs_log: list[dict], runs: list[dict]) -> dict:
@@ -56,9 +50,10 @@ def torch_facts(gpu: bool) -> dict:
 
 
 def dataset_note(report: dict) -> str:
-    """Where the numbers were measured, against where the lab's report's were."""
-    settings, published = report["provenance"]["settings"], report["published"]
-    datasets = settings["datasets"]
+    """Where the numbers were measured, against where the lab's report's were (a step on its own dataset, t6's
+    traffic signs, aside)."""
+    published = report["published"]
+    datasets = sorted({d for step in report["steps"] if not step["own_dataset"] for d in step["settings"]["datasets"]})
     if not datasets or datasets == [published.get("dataset")]:
         return f"Measured on {published.get('about') or 'the dataset of the lab report'}, as the lab's report was."
     return (f"On {', '.join(datasets)}, not {published.get('about') or published.get('dataset')}: a test of each "
@@ -94,9 +89,9 @@ def findings_lines(report: dict) -> list[str]:
 
 
 def setup_line(step: dict, report: dict) -> str:
-    """Every way this step's runs differ from the lab's: what all steps share, then the step's own."""
-    s, parts = report["provenance"]["settings"], []
-    if s["datasets"] and s["datasets"] != [report["published"].get("dataset")]:
+    """Every way this step's runs differ from the lab's: its runs' settings, then what its config says."""
+    s, parts = step["settings"], []
+    if s["datasets"] and s["datasets"] != [report["published"].get("dataset")] and not step["own_dataset"]:
         parts.append(f"{', '.join(s['datasets'])} ({', '.join(s['test_images'])} test images), not "
                      f"{report['published'].get('dataset')}")
     if s["epochs"] and s["epochs"] != ["50"]:
@@ -115,7 +110,7 @@ def setup_line(step: dict, report: dict) -> str:
     return "Setup vs the lab: " + "; ".join(parts) + "."
 
 
-def row_cells(row: dict, reference_s: float | None) -> list[str]:
+def row_cells(row: dict, reference_s: float | None, lab_reference_s: float | None) -> list[str]:
     acc = fmt(row["test_acc"])
     if row.get("test_acc_std") is not None:
         acc += f" ± {row['test_acc_std']:.4f}"
@@ -126,16 +121,17 @@ def row_cells(row: dict, reference_s: float | None) -> list[str]:
     time = fmt(row.get("train_time_s"), "{:.1f}") + ("" if row.get("time_comparable", True) else " †")
     ratio = fmt(row["train_time_s"] / reference_s, "{:.2f}x") if row.get("train_time_s") and reference_s else ""
     lab_time = row.get("lab_report_time_s")
+    lab_ratio = lab_time / lab_reference_s if lab_time and lab_reference_s else None
     status = row["status"] + (f": {row['note']}" if row.get("note") else "")
     label = row["label"] + (f" (from {', '.join(row['borrowed'])})" if row.get("borrowed") else "")
     return [label, acc, correct, fmt(row.get("lab_report_acc")), row.get("vs_lab_report") or "", time, ratio,
-            fmt(lab_time, "{:.0f}"), fmt(lab_time / LAB_REPORT_RESNET10_S if lab_time else None, "{:.2f}x"),
+            fmt(lab_time, "{:.0f}"), fmt(lab_ratio, "{:.2f}x"),
             fmt(row.get("epochs"), "{:.0f}"), status]
 
 
-def table(step: dict, reference_s: float | None) -> list[str]:
+def table(step: dict, report: dict) -> list[str]:
     lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
-    cells = [row_cells(row, reference_s) for row in step["jobs"]]
+    cells = [row_cells(row, report.get("reference_time_s"), report.get("lab_reference_time_s")) for row in step["jobs"]]
     cells += [[f"(the lab's report only) {p.get('label') or p.get('value')}", "", "", fmt(p.get("test_acc")), "",
                "", "", fmt(p.get("total_time_s"), "{:.0f}"), "", "", ""] for p in step["published_only"]]
     return lines + ["| " + " | ".join(c.replace("|", "/").replace("\n", " ") for c in row) + " |" for row in cells]
@@ -163,7 +159,7 @@ def step_section(step: dict, report: dict, level: str = "##", inner: list[str] =
     lines += [said, ""] if said else []
     lines += list(inner)
     if step["jobs"] or step["published_only"]:
-        lines += [setup_line(step, report), ""] + table(step, report.get("reference_time_s")) + [""]
+        lines += [setup_line(step, report), ""] + table(step, report) + [""]
     if step.get("note"):
         lines += [step["note"], ""]
     lines += [f"![{step['name']}: {path.split('/')[-1]}]({path})" for path in step["figures"]]

@@ -10,11 +10,11 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from lab.config import CONF
-from lab.errors import ConfigError
+from lab.errors import ConfigError, first_line
 from lab.keys import override_key
 
 STUDY_KEYS = {"name", "title", "steps", "signs_root", "jobs_per_gpu", "parallel_steps", "root", "dir",
-              "published", "plan", "claims"}
+              "published", "plan", "claims", "time_reference"}
 STEP_KEYS = {"title", "args", "needs", "match", "published", "note", "overrides", "keep_groups", "skip_unless",
              "skip_reason", "args_by_dataset", "report_in", "borrow", "setup"}
 CLAIM_KEYS = {"id", "text", "steps", "lab_report", "compare"}
@@ -64,8 +64,7 @@ def compose_study(study_overrides: list[str], config_dir: str | None) -> dict:
         with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
             cfg = compose("study", overrides=study_overrides + extra)
     except Exception as err:  # Hydra's errors name the key or option: keep their first line
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ConfigError(f"study config: {first} (study keys: {', '.join(sorted(STUDY_KEYS))}; studies: "
+        raise ConfigError(f"study config: {first_line(err)} (study keys: {', '.join(sorted(STUDY_KEYS))}; studies: "
                           f"{', '.join(study_names(config_dir))})") from None
     finally:
         GlobalHydra.instance().clear()
@@ -108,6 +107,8 @@ def check_study(study: dict) -> None:
             raise ConfigError(f"study.{key}={study.get(key)}: must be a whole number >= 1")
     for claim in study.get("claims") or []:
         check_claim(claim, plan)
+    if study.get("time_reference") and study["time_reference"] not in plan:
+        raise ConfigError(f"study.time_reference={study['time_reference']}: not a step of the plan ({', '.join(plan)})")
 
 
 def check_claim(claim: dict, plan: dict) -> None:
@@ -124,6 +125,8 @@ def check_claim(claim: dict, plan: dict) -> None:
                               f"of {', '.join(ASSERTS)}}}, not {comparison}")
         if comparison["asserts"] in ("a_close", "a_not_worse") and not comparison.get("margin"):
             raise ConfigError(f"{where}: {comparison['asserts']} needs a margin (accuracy, e.g. 0.02)")
+        if comparison["asserts"] == "a_similar_time" and not (comparison.get("factor") or 0) > 1:
+            raise ConfigError(f"{where}: a_similar_time needs a factor > 1 (a time ratio, e.g. 1.1)")
 
 
 def selected_steps(study: dict) -> list[str]:
@@ -227,26 +230,28 @@ def inspect_step(command: list[str]) -> tuple[list[PlannedJob] | None, str | Non
             master = compose("train", overrides=plain + search, return_hydra_config=True)
             sweep = OmegaConf.create({"hydra": {"overrides": {"task": overrides}, "sweeper": {
                 "_target_": master.hydra.sweeper._target_, "params": master.hydra.sweeper.get("params") or {}}}})
-            swept, planned = {override_key(k) for k in swept_keys(sweep)}, []
-            for number, job in enumerate(job_overrides(sweep) or []):
+            swept, jobs = {override_key(k) for k in swept_keys(sweep)}, job_overrides(sweep)
+            planned = None if jobs is None else []
+            for number, job in enumerate(jobs or []):
                 cfg = compose("train", overrides=job + search)
                 check_job(cfg)
                 planned.append(PlannedJob(job_name(job, swept) or str(number), identity(cfg)))
     except Exception as err:  # a ConfigError, or Hydra's composition error: its first line names the override
-        return None, (str(err).strip().splitlines() or [type(err).__name__])[0]
+        return None, first_line(err)
     finally:
         GlobalHydra.instance().clear()
-    return (planned if job_overrides(sweep) is not None else None), None
+    return planned, None
 
 
 def mark_identical_jobs(steps: list) -> None:
-    """Each job identical to one of an earlier step (or earlier in its own) points at it (same_as)."""
+    """Each job identical to one of an earlier step points at it (same_as): the later step copies it."""
     first = {}
     for step in steps:
         for job in step.jobs or []:
-            job.same_as = first.setdefault(job.identity, f"{step.name}/{job.name}")
-            if job.same_as == f"{step.name}/{job.name}":
-                job.same_as = None
+            original = first.get(job.identity)
+            job.same_as = original if original and not original.startswith(f"{step.name}/") else None
+        for job in step.jobs or []:
+            first.setdefault(job.identity, f"{step.name}/{job.name}")
 
 
 def gpu_overrides(study: dict, step_overrides: list[str]) -> list[str]:

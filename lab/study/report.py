@@ -2,18 +2,17 @@
 study's order: lab's runs grouped by setting over seeds (plain labels, accuracy with its interval and as correct /
 total, training time and its ratio to the ResNet10 run), the lab's report's numbers beside them, the study's own
 figures (figures.py), how the setup differs from the lab's, and the provenance of every number."""
-import math
+import statistics
 from pathlib import Path
 
 from lab.noise import NOISE_LEVEL, two_proportion_p, wilson_interval
-from lab.report.table import config_value
-from lab.run_files import read_predictions, write_atomic, write_json
-from lab.study.claims import findings, matches, overlapping, study_runs
+from lab.report.table import config_value, same_value
+from lab.run_files import write_atomic, write_json
+from lab.study.claims import findings, matches, overlapping, scored, study_runs
 from lab.study.labels import arm_label
-from lab.study.markdown import provenance, study_markdown
+from lab.study.markdown import facts_of_runs, provenance, study_markdown
 
 NOT_LABELS = {"seed", "experiment", "resume", "distill.teacher_ckpt", "dataset.root"}
-REFERENCE = {"model": "resnet10", "optimizer": "sgd", "optimizer.lr": 0.03}  # the "x ResNet10" time column's base
 
 
 def label_keys(records: list[dict]) -> list[str]:
@@ -25,23 +24,18 @@ def label_keys(records: list[dict]) -> list[str]:
 
 
 def correct_count(run: dict) -> int | None:
-    predictions = read_predictions(run["run_dir"])
-    if predictions is None:
-        return None
-    return sum(p == y for p, y in zip(predictions["predicted"], predictions["label"]))
+    found = scored(run)
+    return None if found is None else sum(found[0])
 
 
 def mean(values: list) -> float | None:
     values = [v for v in values if v is not None]
-    return sum(values) / len(values) if values else None
+    return statistics.fmean(values) if values else None
 
 
 def std(values: list) -> float | None:
     values = [v for v in values if v is not None]
-    if len(values) < 2:
-        return None
-    m = sum(values) / len(values)
-    return math.sqrt(sum((v - m) ** 2 for v in values) / (len(values) - 1))
+    return statistics.stdev(values) if len(values) > 1 else None
 
 
 def group_row(label: str, values: dict, runs: list[dict], match: str | None, busy: set) -> dict:
@@ -97,25 +91,15 @@ def add_published(rows: list[dict], published: list[dict], about: dict) -> list[
     return unmatched
 
 
-def same_value(a, b) -> bool:
-    from lab.report.table import parse_value
-
-    if a is None or b in (None, ""):
-        return False
-    a, b = parse_value(str(a)), parse_value(str(b))
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
-        return math.isclose(a, b, rel_tol=1e-9)
-    return str(a) == str(b)
-
-
-def reference_time(runs: list[dict]) -> float | None:
-    """Mean training time of the study's ResNet10 SGD lr 0.03 job (task 1's): the base of "x ResNet10"."""
-    seen, times = set(), []
-    for run in runs:
-        if run["key"] not in seen and run["results"].get("status") == "ok" and matches(run["results"], REFERENCE):
-            seen.add(run["key"])
-            times.append(run["results"].get("train_time_s"))
-    return mean(times)
+def reference_times(study: dict, runs: list[dict]) -> tuple[float | None, float | None]:
+    """(lab's, the lab's report's) time of the study's time_reference step (lab_report: t1, ResNet10): the base
+    of the "x ResNet10" columns. Lab's is the mean training time of that step's finished runs."""
+    step = study.get("time_reference")
+    if not step:
+        return None, None
+    times = [r["results"].get("train_time_s") for r in runs if r["step"] == step and r["results"].get("status") == "ok"]
+    published = [p.get("total_time_s") for p in (study["plan"].get(step) or {}).get("published") or []]
+    return mean(times), next((t for t in published if t), None)
 
 
 def step_report(study: dict, out: Path, name: str, outcome: dict | None, runs: list[dict], busy: set) -> dict:
@@ -123,8 +107,11 @@ def step_report(study: dict, out: Path, name: str, outcome: dict | None, runs: l
     rows = step_rows(spec, name, runs, busy)
     unmatched = add_published(rows, spec.get("published") or [], study.get("published") or {})
     outcome = outcome or dict(status="not run" if not rows else "earlier")
+    settings = facts_of_runs([r for r in runs if r["step"] == name or any(
+        r["step"] == b["step"] and matches(r["results"], b["arm"]) for b in spec.get("borrow") or [])])
     return dict(name=name, title=spec.get("title") or name, note=spec.get("note"), setup=spec.get("setup"),
-                outcome=outcome, jobs=rows, published_only=unmatched, report_in=spec.get("report_in"), figures=[])
+                outcome=outcome, jobs=rows, published_only=unmatched, report_in=spec.get("report_in"), figures=[],
+                settings=settings, own_dataset="dataset" in (spec.get("keep_groups") or []))
 
 
 def failed_jobs(report: dict) -> list[str]:
@@ -145,10 +132,12 @@ def write_study_report(study: dict, out: Path, steps, outcomes: dict, runs_log: 
     names = [n for n in study["plan"] if n in names]
     runs = study_runs(out, list(study["plan"]))
     busy = overlapping(runs)
+    reference_s, lab_reference_s = reference_times(study, runs)
     report = dict(study=study["name"], title=study.get("title") or study["name"], dir=str(out), command=command,
-                  published=study.get("published") or {}, reference_time_s=reference_time(runs),
+                  published=study.get("published") or {}, reference_time_s=reference_s,
+                  lab_reference_time_s=lab_reference_s,
                   steps=[step_report(study, out, n, outcomes.get(n), runs, busy) for n in names],
-                  findings=findings(study, out))
+                  findings=findings(study, runs, busy))
     for step in report["steps"]:
         step["figures"] = draw_step_figures(step, report, study, out, runs)
     report["provenance"] = provenance(report, runs_log, runs)

@@ -2,12 +2,13 @@
 
 One run per arm: McNemar's exact test on the images only one arm gets right, and Newcombe's interval for a
 difference of paired proportions (Newcombe 1998, method 10: Wilson intervals of each accuracy, joined through the
-correlation of the pairs). Several seeds: the difference is taken per seed; its interval is Student's t over the
-seeds (training noise) joined with the interval of the test set's noise in the mean (the seeds share one test
-set, so their spread alone would miss it), and its p-value is the larger of the two tests'. A claim that rests on
-several comparisons corrects their p-values with Holm's step-down method. scipy (through scikit-learn) supplies the
-binomial and t distributions."""
+correlation of the pairs). Several seeds: the difference is taken per seed; its variance is the seeds' (training
+noise, over k seeds) plus the test set's in the mean (the seeds share one test set, so their spread alone would
+miss it: the per-image difference averaged over the seeds, over n images), and its interval and p-value are
+Student's t with Welch-Satterthwaite's degrees of freedom. A claim that rests on several comparisons corrects their
+p-values with Holm's step-down method. scipy (through scikit-learn) supplies the binomial and t distributions."""
 import math
+import statistics
 
 from lab.noise import wilson_interval
 
@@ -24,8 +25,7 @@ def mcnemar_p(only_a: int, only_b: int) -> float:
 
 
 def paired_interval(both: int, only_a: int, only_b: int, neither: int, z: float = 1.96) -> tuple[float, float]:
-    """95% interval of accuracy(A) - accuracy(B) on the same n images (Newcombe's method 10; arms that agree on
-    every image get the point 0: the sample shows no difference at all)."""
+    """95% interval of accuracy(A) - accuracy(B) on the same n images (Newcombe's method 10)."""
     n = both + only_a + only_b + neither
     p_a, p_b = (both + only_a) / n, (both + only_b) / n
     low_a, high_a = wilson_interval(p_a, n, z)
@@ -45,38 +45,40 @@ def counts(correct_a: list[bool], correct_b: list[bool]) -> tuple[int, int, int,
     return both, only_a, only_b, len(pairs) - both - only_a - only_b
 
 
-def t_interval(values: list[float]) -> tuple[float, float, float]:
-    """(mean, low, high, p): Student's 95% interval of the mean and its two-sided p-value against 0."""
+def t_test(mean: float, variance: float, df: float) -> tuple[float, float, float, float]:
+    """(mean, low, high, p): the 95% interval of a mean with this variance, and its two-sided p against 0."""
     from scipy.stats import t as student
 
-    k, mean = len(values), sum(values) / len(values)
-    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (k - 1))
-    if sd == 0:  # every seed agrees exactly: no spread to scale by
+    if variance == 0:  # no spread at all to scale by
         return mean, mean, mean, (1.0 if mean == 0 else 0.0)
-    half = float(student.ppf(1 - LEVEL / 2, k - 1)) * sd / math.sqrt(k)
-    p = 2 * float(student.sf(abs(mean) / (sd / math.sqrt(k)), k - 1))
-    return mean, mean - half, mean + half, p
+    se = math.sqrt(variance)
+    half = float(student.ppf(1 - LEVEL / 2, df)) * se
+    return mean, mean - half, mean + half, 2 * float(student.sf(abs(mean) / se, df))
+
+
+def t_interval(values: list[float]) -> tuple[float, float, float, float]:
+    """(mean, low, high, p): Student's 95% interval of the mean of `values` and its p-value against 0."""
+    k = len(values)
+    return t_test(statistics.fmean(values), statistics.variance(values) / k, k - 1)
 
 
 def compare_accuracy(pairs: list[tuple[list[bool], list[bool]]]) -> dict:
-    """A minus B over matched runs (one (correct_a, correct_b) pair of per-image lists per seed): the difference,
-    its 95% interval, its p-value, the correct counts and how many seeds."""
-    n = len(pairs[0][0])
+    """A minus B over matched runs (one (correct_a, correct_b) pair of per-image lists per seed, all on the same
+    images): the difference, its 95% interval, its p-value, the correct counts and how many seeds."""
+    n, k = len(pairs[0][0]), len(pairs)
     per_seed = [counts(a, b) for a, b in pairs]
     diffs = [(only_a - only_b) / n for _, only_a, only_b, _ in per_seed]
-    result = dict(seeds=len(pairs), n=n, correct_a=[sum(a) for a, _ in pairs], correct_b=[sum(b) for _, b in pairs])
-    if len(pairs) == 1:
+    result = dict(seeds=k, n=n, correct_a=[sum(a) for a, _ in pairs], correct_b=[sum(b) for _, b in pairs])
+    if k == 1:
         both, only_a, only_b, neither = per_seed[0]
         low, high = paired_interval(both, only_a, only_b, neither)
         return dict(result, estimate=diffs[0], low=low, high=high, p=mcnemar_p(only_a, only_b))
-    mean, seed_low, seed_high, seed_p = t_interval(diffs)
-    # The test set's noise in the mean difference: per image, the difference averaged over the seeds.
-    per_image = [sum(int(a[j]) - int(b[j]) for a, b in pairs) / len(pairs) for j in range(n)]
-    sd = math.sqrt(sum((x - mean) ** 2 for x in per_image) / (n - 1))
-    test_half = 1.96 * sd / math.sqrt(n)
-    test_p = math.erfc(abs(mean) / (sd / math.sqrt(n)) / math.sqrt(2)) if sd else (1.0 if mean == 0 else 0.0)
-    return dict(result, estimate=mean, low=min(seed_low, mean - test_half), high=max(seed_high, mean + test_half),
-                p=max(seed_p, test_p))
+    per_image = [sum(int(a[j]) - int(b[j]) for a, b in pairs) / k for j in range(n)]
+    seed_var, test_var = statistics.variance(diffs) / k, statistics.variance(per_image) / n
+    parts = (seed_var ** 2 / (k - 1) if seed_var else 0) + (test_var ** 2 / (n - 1) if test_var else 0)
+    df = (seed_var + test_var) ** 2 / parts if parts else n - 1  # Welch-Satterthwaite
+    mean, low, high, p = t_test(statistics.fmean(diffs), seed_var + test_var, df)
+    return dict(result, estimate=mean, low=low, high=high, p=p)
 
 
 def compare_ratio(pairs: list[tuple[float, float]]) -> dict | None:

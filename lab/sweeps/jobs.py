@@ -107,14 +107,14 @@ def check_jobs(config, ranks_by_launcher: bool = False) -> str | None:
 
     from lab.config import check_ddp_outside_sweeps, check_job
     from lab.context import RunContext
-    from lab.errors import ConfigError
+    from lab.errors import ConfigError, first_line
 
     jobs = job_overrides(config)
     if jobs is None:
         return None
-    swept = set(swept_keys(config))
+    swept = {override_key(k) for k in swept_keys(config)}
     for overrides in jobs:
-        name = ",".join(o for o in overrides if o.split("=", 1)[0] in swept) or "the only job"
+        name = ",".join(o for o in overrides if override_key(o) in swept) or "the only job"
         try:
             cfg = compose(config_name=config.hydra.job.config_name, overrides=overrides)
             check_job(cfg)
@@ -123,5 +123,5 @@ def check_jobs(config, ranks_by_launcher: bool = False) -> str | None:
         except ConfigError as err:
             return f"job {name}: {err}"
         except Exception as err:  # Hydra's composition errors name the override on their first line
-            return f"job {name}: {(str(err).strip().splitlines() or [type(err).__name__])[0]}"
+            return f"job {name}: {first_line(err)}"
     return None

@@ -3,7 +3,7 @@ as Optuna distributions, and the checks that turn bad input into one line before
 import itertools
 from pathlib import Path
 
-from lab.errors import ConfigError
+from lab.errors import ConfigError, first_line
 from lab.keys import override_key
 
 SAMPLERS = ("tpe", "random", "grid")
@@ -49,7 +49,7 @@ def search_space(params: dict, arguments: list[str], config_loader=None):
     try:
         overrides = OverridesParser.create(config_loader=config_loader).parse_overrides(items)
     except Exception as err:
-        raise ConfigError(f"cannot parse the search space {items}: {str(err).splitlines()[0]}") from None
+        raise ConfigError(f"cannot parse the search space {items}: {first_line(err)}") from None
     space, grid, fixed = {}, {}, []
     for override in overrides:
         if override.is_sweep_override():
