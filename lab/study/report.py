@@ -54,7 +54,8 @@ def group_row(label: str, values: dict, runs: list[dict], match: str | None, bus
                 epochs=mean([r.get("epochs") for r in records]), time_comparable=not any(r["key"] in busy for r in ok),
                 note="; ".join(notes), match_value=str(config_value(runs[0]["results"], match)) if match else "",
                 dataset=runs[0]["results"].get("dataset"),
-                borrowed=sorted({r["step"] for r in runs if r.get("borrowed")}),
+                borrowed=sorted({r["step"] for r in runs if r.get("borrowed")} |  # rows another step ran
+                                {r["results"]["same_as"].split("/")[0] for r in runs if r["results"].get("same_as")}),
                 run_dirs=[str(r["run_dir"]) for r in runs])
 
 
