@@ -16,7 +16,7 @@ from lab.config import validate
 from lab.context import RunContext
 from lab.errors import CheckpointError, ConfigError, ResumeRefused
 from lab.keys import flatten
-from lab.run_files import print_results
+from lab.run_files import print_results, write_json
 
 log = logging.getLogger("lab")
 # What a resumed run may change: where files are, how long it runs, where it runs, how it logs. (A longer
@@ -46,7 +46,11 @@ def check_resume(cfg, ctx: RunContext, record: dict | None) -> None:
     """Before anything is trained or written: refuse to continue an unfinished run with other settings (a job
     Slurm requeued runs its own command again, so a difference there comes from changed code or conf: it only
     warns), then lab.config's checks. A refusal or a failed check keeps the run's record (ResumeRefused)."""
+    saved = record
+    record = run_record(ctx.run_dir, record)
     has_record = bool(record) and record.get("config") is not None
+    if has_record and record is not saved and ctx.rank_zero:  # results.json gone: put the run's record back
+        write_json(ctx.run_dir / "results.json", dict(record, status="interrupted", test_acc=None))
     try:
         changed = changed_settings(cfg, record) if has_record else ""
         if changed and not ctx.requeued:
@@ -61,6 +65,20 @@ def check_resume(cfg, ctx: RunContext, record: dict | None) -> None:
         if has_record and not isinstance(err, ResumeRefused):
             raise ResumeRefused(str(err)) from None
         raise
+
+
+def run_record(run_dir: Path, record: dict | None) -> dict | None:
+    """The run's record: its results.json, or for a run whose results.json is gone (deleted, a disk error) what
+    its newest readable checkpoint saved of it: the config and group choices it was trained with."""
+    if record and record.get("config") is not None:
+        return record
+    for name in ("last.ckpt", "best.ckpt"):
+        path = run_dir / "checkpoints" / name
+        saved = ((read_checkpoint(path) if path.is_file() else None) or {}).get("hyper_parameters") or {}
+        if saved.get("config") is not None:
+            return dict(record or {}, config=saved["config"], choices=saved.get("choices") or {},
+                        seed=saved["config"].get("seed"))
+    return record
 
 
 def changed_settings(cfg, record: dict) -> str:
