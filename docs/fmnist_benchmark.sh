@@ -14,5 +14,5 @@ run() {  # run NAME OVERRIDES...: one lab.train run into OUT/NAME, resumed if an
 }
 run resnet10_defaults trainer.max_epochs=10
 run resnet10_cosine trainer.max_epochs=10 scheduler=cosine
-run resnet18_defaults trainer.max_epochs=10 model=resnet18
 run resnet50_teacher_10k +experiment=teacher dataset.train_subset=10000 trainer.max_epochs=5
+run resnet18_defaults trainer.max_epochs=10 model=resnet18
