@@ -70,7 +70,7 @@ def several_devices(value: str) -> bool:
 
 def check_ddp_under_multirun(argv: list[str]) -> None:
     """DDP typed on a -m command line: one line before any job, where every job would fail alike
-    (lab/config.py's check_ddp_outside_sweeps still catches DDP set in a yaml, job by job). The slurm
+    (DDP set in a yaml: the sweep's check of every job refuses it before the first job). The slurm
     launchers start each rank with srun, so DDP jobs are theirs to run."""
     typed = {override_key(a): a.split("=", 1)[1] for a in argv if "=" in a and a[0] != "-"}
     if not any(a in ("-m", "--multirun") for a in argv) or "slurm" in typed.get("hydra/launcher", "") \

@@ -59,7 +59,7 @@ def check_resume(cfg, ctx: RunContext, record: dict | None) -> None:
                                 f"delete its checkpoints/ to train it again with these)")
         if changed:
             log.warning(f"resume: this command's settings differ from the run's ({changed}): continuing with the "
-                        f"checkpoint's optimizer and scheduler state, and {ctx.run_dir} keeps its own record")
+                        f"checkpoint's optimizer and scheduler state; results.json records this command's settings")
         validate(cfg, ctx)
     except ConfigError as err:
         if has_record and not isinstance(err, ResumeRefused):

@@ -1,4 +1,4 @@
-"""conf/trainer/ and conf/logger/: the device (gpu_pool, precision, memory layout) and the Lightning Trainer with
+"""conf/trainer/ and conf/logger/: the device (precision, CPU threads) and the Lightning Trainer with
 lab's callbacks and logger."""
 import logging
 import os

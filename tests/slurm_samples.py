@@ -1,4 +1,4 @@
-"""Captured `scontrol -o` text for the fast tests of lab/slurm.py."""
+"""Captured `scontrol -o` text for the fast tests of lab/sweeps/slurm.py."""
 
 # `scontrol -a -o show partition` / `scontrol -o show node` as this machine's test Slurm (22.05) prints them.
 ONE_NODE_PARTITION = (

@@ -1,4 +1,4 @@
-"""hydra/sweeper=tune (lab/tune.py): the search space from Hydra's override grammar, bad input as one line and
+"""hydra/sweeper=tune (lab/tuning/): the search space from Hydra's override grammar, bad input as one line and
 exit 2, pruning from inside the job, failed trials, and a killed study that continues."""
 import os
 import signal

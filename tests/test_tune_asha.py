@@ -1,4 +1,4 @@
-"""lab's ASHA pruner (lab/tune_asha.py) on Optuna studies told by hand: its rungs, the ranking against trials that
+"""lab's ASHA pruner (lab/tuning/asha.py) on Optuna studies told by hand: its rungs, the ranking against trials that
 reach a rung later, and no rung past half the run."""
 import optuna
 import pytest

@@ -1,7 +1,7 @@
 """python -m lab.report DIR [DIR ...] [--out OUT]: tables and figures for finished sweeps and runs.
 
 Written to OUT: summary.csv and summary.md (one row per job; markdown.py), summary_grouped.csv when seed is
-swept, per_class_acc.csv, and the figures of figures.py. lab.sweep calls write_report at the end of every
+swept, per_class_acc.csv, and the figures of figures.py. lab.sweeps calls write_report at the end of every
 multirun. pandas and matplotlib are imported inside functions so that --help is instant."""
 import argparse
 import logging
@@ -36,7 +36,7 @@ def write_report(dirs, out, names=None) -> dict:
     if grouped is not None:
         files.append(out / "summary_grouped.csv")
         write_atomic(files[-1], grouped.drop(columns=["group"]).to_csv(index=False))
-    # Tables first: lab.sweep logs a failing figure and goes on, and the numbers should be there by then.
+    # Tables first: lab.sweeps logs a failing figure and goes on, and the numbers should be there by then.
     figures = write_figures(table, swept, out)
     figures += write_tuning_report(dirs, out)  # a hydra/sweeper=tune study's figures; it writes tuning.md too
     files.append(out / "summary.md")

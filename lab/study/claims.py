@@ -25,8 +25,9 @@ SUPPORTED, CONTRADICTED, UNRESOLVED, UNTESTABLE = ("supported", "contradicted", 
 ACCURACY, RATIOS = ("a_better", "a_close", "a_not_worse"), ("a_slower", "a_similar_time", "a_steadier")
 RULES = [
     "Each comparison pairs the two arms' runs of the same seed, scored on the same test images: one seed gives "
-    "McNemar's exact test and Newcombe's paired interval; several give the per-seed difference with Student's t "
-    "interval over the seeds, widened to at least the test set's own noise, and the larger of the two p-values.",
+    "McNemar's exact test and Newcombe's paired interval; several give the per-seed difference, whose variance is "
+    "the seeds' plus the test set's (per image, the difference averaged over the seeds), with Student's t at "
+    "Welch-Satterthwaite's degrees of freedom.",
     f"a_better: supported when the difference is in the claimed direction with p < {LEVEL} after Holm's "
     f"correction over the claim's accuracy comparisons; contradicted when it is significant the other way; "
     f"otherwise not resolved.",

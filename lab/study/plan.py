@@ -256,7 +256,7 @@ def mark_identical_jobs(steps: list) -> None:
 
 def gpu_overrides(study: dict, step_overrides: list[str]) -> list[str]:
     """jobs_per_gpu=N on G GPUs: a joblib launcher with G*N workers and gpu_pool listing each GPU N times
-    (lab.trainer.claim_gpu gives each worker one entry). Nothing when the user chose a launcher or a pool,
+    (lab.context.claim_gpu gives each worker one entry). Nothing when the user chose a launcher or a pool,
     or when one job at a time on one GPU is all there is."""
     if any(override_key(o).startswith(("hydra/launcher", "hydra.launcher", "gpu_pool")) for o in step_overrides):
         return []
