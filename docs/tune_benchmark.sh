@@ -10,11 +10,13 @@ set -euo pipefail
 OUT=${1:-multirun/tune_benchmark}
 PY=${PY:-python}
 FM_ROOT=${FMNIST_ROOT:-/usr/share/datasets/fashion-mnist}
-COMMON=${COMMON:-"dataset=fashion_mnist dataset.root=$FM_ROOT dataset.train_subset=10000 dataset.val_split=0.2 \
-trainer.max_epochs=10 model.base_width=16"} ${EXTRA:-}
+DEFAULT="dataset=fashion_mnist dataset.root=$FM_ROOT dataset.train_subset=10000 dataset.val_split=0.2 \
+trainer.max_epochs=10 model.base_width=16"
+COMMON="${COMMON:-$DEFAULT} ${EXTRA:-}"
 "$PY" -m lab.train +experiment=lr_sweep $COMMON resume=true hydra.sweep.dir=$OUT/grid
 for seed in ${SEEDS:-42 1 2}; do
     "$PY" -m lab.train -m hydra/sweeper=tune 'optimizer.lr=tag(log, interval(0.001, 1))' $COMMON \
-        hydra.sweeper.n_trials=${TRIALS:-20} ${TUNE:-} hydra.sweeper.n_jobs=2 hydra/launcher=joblib hydra.launcher.n_jobs=2 \
+        hydra.sweeper.n_trials=${TRIALS:-20} ${TUNE:-} hydra.sweeper.n_jobs=2 hydra/launcher=joblib \
+        hydra.launcher.n_jobs=2 \
         hydra.sweeper.seed=$seed hydra.sweep.dir=$OUT/tune_seed$seed
 done
