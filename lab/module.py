@@ -139,10 +139,13 @@ class Classifier(pl.LightningModule):
             self.losses["train_distill"].update(distill, len(labels))
         self.losses["train_loss"].update(loss, len(labels))
         self.metrics["train_set"].update(logits.detach(), labels)
-        accumulated = (batch_idx + 1) % self.trainer.accumulate_grad_batches == 0  # this batch ends an optimizer step
-        if self.step_loss_every and accumulated and self.global_step % self.step_loss_every == 0:
+        recorded = self.step_loss_every and self.global_step % self.step_loss_every == 0
+        if recorded and self.ends_optimizer_step(batch_idx):
             self.step_losses.append((self.global_step, loss.detach()))  # stays on the device until epoch end
         return loss
+
+    def ends_optimizer_step(self, batch_idx: int) -> bool:
+        return (batch_idx + 1) % self.trainer.accumulate_grad_batches == 0
 
     def eval_step(self, batch, stage: str) -> torch.Tensor:
         images, labels = batch
