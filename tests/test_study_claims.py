@@ -184,3 +184,5 @@ def test_the_findings_table_opens_the_report_with_its_rules(tmp_path):
     text = (tmp_path / "REPORT.md").read_text()
     assert text.index("## Findings") < text.index("## t4.") and "How each verdict is reached" in text
     assert "On digits, not CIFAR-100" in text and "| 5. ResNet50 > ResNet18 > ResNet10" in text
+    # each comparison says what it asserts, so two tests of one pair read apart
+    assert "ResNet18 vs ResNet10 (higher?): +25.0 pts" in text and "(time over x2?)" in text

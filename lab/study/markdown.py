@@ -60,8 +60,16 @@ def dataset_note(report: dict) -> str:
             f"claim's direction, not of the lab's numbers.")
 
 
+def claimed(row: dict) -> str:
+    """What the comparison asserts of a against b, in the words of the Findings table."""
+    margin, factor = 100 * (row.get("margin") or 0), row.get("factor") or 1.0
+    return {"a_better": "higher", "a_close": f"within {margin:g} pts", "a_not_worse": f"not {margin:g} pts lower",
+            "a_slower": f"time over x{factor:g}", "a_similar_time": f"time within x{factor:g}",
+            "a_steadier": "steadier loss"}[row["asserts"]]
+
+
 def comparison_cell(row: dict) -> str:
-    pair = f"{row['a']} vs {row['b']}"
+    pair = f"{row['a']} vs {row['b']} ({claimed(row)}?)"
     if "estimate" not in row:
         return f"{pair}: {row.get('why', '')}"
     if row["asserts"] in ("a_better", "a_close", "a_not_worse"):
