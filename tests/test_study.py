@@ -275,3 +275,18 @@ def test_t6_takes_none_of_the_users_dataset_keys():
                          "study.signs_root=/signs"])
     assert "dataset.root=/signs" in steps["t6"].command and "dataset.root=/fm" not in steps["t6"].command
     assert "dataset.train_subset=5000" not in steps["t6"].command and "dataset.train_subset=5000" in steps["t1"].command
+
+
+@pytest.mark.parametrize("teacher_acc, says", [(0.7, True), (0.95, False)])
+def test_a_teacher_below_its_students_is_named_in_the_distillation_section(tmp_path, teacher_acc, says):
+    study, _, _, _ = plan_study(["study.steps=[t5]"])
+    fake_job(tmp_path / "teacher", "0", teacher_acc, 0.05)
+    for name, acc in (("distill=none", 0.84), ("distill=soft_target", 0.78), ("distill=logits", 0.73)):
+        fake_job(tmp_path / "t5", name, acc, 0.05)
+        record = json.loads((tmp_path / "t5" / name / "results.json").read_text())
+        record["choices"]["distill"], record["overrides"] = name.split("=")[1], [name]
+        (tmp_path / "t5" / name / "results.json").write_text(json.dumps(record))
+    write_study_report(study, tmp_path, [Step(n, study["plan"][n]) for n in ("teacher", "t5")], {}, [], "cmd")
+    text = (tmp_path / "REPORT.md").read_text()
+    line = f"The teacher ({teacher_acc:.4f}) scores below student alone 0.8400, soft target 0.7800, logits 0.7300"
+    assert (line in text) == says

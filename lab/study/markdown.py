@@ -186,11 +186,27 @@ def study_markdown(report: dict) -> str:
     for step in report["steps"]:
         if step.get("report_in") in steps:
             continue
-        inner = []
+        inner, notes = [], [step.get("note")]
         for part in [s for s in report["steps"] if s.get("report_in") == step["name"]]:
             inner += step_section(part, report, "###")
+            notes.append(weaker_teacher(part, step))
+        step = dict(step, note=" ".join(n for n in notes if n) or None)
         lines += step_section(step, report, inner=inner + ([f"### {step['name']}: the runs", ""] if inner else []))
     return "\n".join(lines + provenance_lines(report["provenance"])) + "\n"
+
+
+def weaker_teacher(teacher: dict, step: dict) -> str | None:
+    """A line when the teacher step's run scores below runs of the step it teaches: a weak teacher's targets say
+    less than the labels, so the step then compares the losses, not what distillation adds."""
+    scored = [r["test_acc"] for r in teacher["jobs"] if r.get("test_acc") is not None]
+    above = sorted((r for r in step["jobs"] if scored and (r.get("test_acc") or 0) > scored[0]),
+                   key=lambda r: -r["test_acc"])
+    if not above:
+        return None
+    beaten = ", ".join(f"{r['label']} {r['test_acc']:.4f}" for r in above)
+    return (f"The teacher ({scored[0]:.4f}) scores below {beaten}: its targets are worse than the labels, so "
+            f"this step compares the two losses under a weak teacher, not what a good teacher adds (a longer "
+            f"teacher: study.plan.{teacher['name']}.overrides='[\"trainer.max_epochs=N\"]').")
 
 
 def provenance_lines(facts: dict) -> list[str]:
