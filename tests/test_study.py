@@ -249,6 +249,21 @@ def test_progress_counts_each_job_once_across_commands(tmp_path, caplog):
     assert "2/2 jobs" in lines[0]
 
 
+def test_a_continued_studys_eta_counts_the_jobs_of_later_steps_finished_earlier(tmp_path, caplog):
+    import logging
+
+    from lab.study.run import Progress
+
+    fake_job(tmp_path / "t2", "optimizer.lr=0.1", 0.9, 0.1)  # finished by an earlier command, its step not begun
+    progress = Progress({"t1": 1, "t2": 2})
+    for step in ("t1", "t2"):
+        progress.begin(step, tmp_path / step, say=False)
+    fake_job(tmp_path / "t1", "optimizer.lr=0.03", 0.9, 0.03)
+    with caplog.at_level(logging.INFO, logger="lab"):
+        progress.scan("t1", tmp_path / "t1")
+    assert "2/3 jobs" in caplog.messages[-1]  # one job left: t2's other
+
+
 def test_identical_jobs_of_different_steps_are_planned_once_and_copied(tmp_path):
     """t1, t3's lr 0.03 and t4's ResNet10 are one job (same resolved config): t1 trains it, the others copy it."""
     from lab.study.main import plan_jobs

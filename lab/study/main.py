@@ -178,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     log.info(f"study {study['name']}: {len(steps)} step(s) ({', '.join(s.name for s in steps)}) in {out}")
     progress = Progress(totals)
+    for step in steps:
+        progress.begin(step.name, out / step.name, say=False)
     signal.signal(signal.SIGTERM, on_sigterm)
     stopped_by, outcomes = None, {}
     try:

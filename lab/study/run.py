@@ -46,15 +46,16 @@ class Progress:
     def total(self) -> int:
         return sum(n or 0 for n in self.totals.values())
 
-    def begin(self, step: str, step_dir: Path) -> None:
-        """Jobs a step finished in an earlier command are done already (resume=true skips them)."""
+    def begin(self, step: str, step_dir: Path, say: bool = True) -> None:
+        """Jobs a step finished in an earlier command are done already (resume=true skips them). Called for every
+        step as the study starts (say=False), so the ETA of a continued study counts only what is left."""
         earlier = job_dirs(step_dir)
         for path in earlier:  # what an earlier command left: only a change from now on is a job that ends
             self.seen[path] = mtime(path)
         finished = [p for p in earlier if (read_results(p) or {}).get("status") in FINISHED]
         self.ended.update(finished)
         self.done[step] = len(finished)
-        if finished:
+        if finished and say:
             log.info(f"study: {step}: {len(finished)} job(s) finished earlier, skipped")
 
     def scan(self, step: str, step_dir: Path) -> None:
