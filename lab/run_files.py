@@ -54,7 +54,8 @@ def read_results(run_dir: Path) -> dict | None:
 @functools.cache
 def git_state() -> dict:
     """{"git_commit": HEAD, "git_dirty": True when tracked files differ from it}: a result from an edited tree
-    names the commit it started from, and says so. None for both outside a git checkout. Read once a process,
+    names the commit it started from, and says so. docs/ and markdown do not count: a study copies its report
+    into docs/ while its later runs train. None for both outside a git checkout. Read once a process,
     at a run's start (its first results.json): the code in memory is that commit's, whatever is committed or
     edited while it trains."""
     def git(*args):
@@ -62,7 +63,8 @@ def git_state() -> dict:
         return out.stdout.strip() if out.returncode == 0 else None
     try:
         commit = git("rev-parse", "HEAD") or None
-        dirty = None if commit is None else bool(git("status", "--porcelain", "--untracked-files=no"))
+        dirty = None if commit is None else bool(git("status", "--porcelain", "--untracked-files=no", "--", ":/",
+                                                     ":(top,exclude)docs", ":(top,exclude)*.md"))
     except (OSError, subprocess.SubprocessError):
         commit, dirty = None, None
     return {"git_commit": commit, "git_dirty": dirty}

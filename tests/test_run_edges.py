@@ -110,3 +110,25 @@ def test_the_commit_is_read_at_the_start_of_a_run_not_at_its_end(monkeypatch):
     at_end = run_files.git_state()
     run_files.git_state.cache_clear()
     assert at_start == at_end == {"git_commit": "aaa111", "git_dirty": False}
+
+
+def test_an_edit_under_docs_or_to_markdown_does_not_make_a_run_dirty(monkeypatch):
+    """A study copies its report into docs/ while its later runs train: what git status is asked leaves docs/
+    and markdown out, and counts everything else."""
+    import subprocess
+
+    from lab import run_files
+
+    asked = []
+
+    def fake_git(args, **kwargs):
+        asked.append(args)
+        return SimpleNamespace(returncode=0, stdout="aaa111\n" if "rev-parse" in args else "")
+
+    run_files.git_state.cache_clear()
+    monkeypatch.setattr(subprocess, "run", fake_git)
+    state = run_files.git_state()
+    run_files.git_state.cache_clear()
+    status = next(a for a in asked if "status" in a)
+    assert state == {"git_commit": "aaa111", "git_dirty": False}
+    assert ":/" in status and ":(top,exclude)docs" in status and ":(top,exclude)*.md" in status
