@@ -52,14 +52,14 @@ def read_results(run_dir: Path) -> dict | None:
 
 
 @functools.cache
-def git_state() -> dict:
+def git_state(checkout: Path = Path(__file__).parent) -> dict:
     """{"git_commit": HEAD, "git_dirty": True when tracked files differ from it}: a result from an edited tree
     names the commit it started from, and says so. docs/ and markdown do not count: a study copies its report
     into docs/ while its later runs train. None for both outside a git checkout. Read once a process,
     at a run's start (its first results.json): the code in memory is that commit's, whatever is committed or
     edited while it trains."""
     def git(*args):
-        out = subprocess.run(["git", *args], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent)
+        out = subprocess.run(["git", *args], capture_output=True, text=True, timeout=5, cwd=checkout)
         return out.stdout.strip() if out.returncode == 0 else None
     try:
         commit = git("rev-parse", "HEAD") or None

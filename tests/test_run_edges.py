@@ -112,23 +112,35 @@ def test_the_commit_is_read_at_the_start_of_a_run_not_at_its_end(monkeypatch):
     assert at_start == at_end == {"git_commit": "aaa111", "git_dirty": False}
 
 
-def test_an_edit_under_docs_or_to_markdown_does_not_make_a_run_dirty(monkeypatch):
-    """A study copies its report into docs/ while its later runs train: what git status is asked leaves docs/
-    and markdown out, and counts everything else."""
+def test_an_edit_under_docs_or_to_markdown_does_not_make_a_run_dirty(tmp_path):
+    """A study copies its report into docs/ while its later runs train: edits there and to markdown leave a run
+    clean; an edit to code or config makes it dirty."""
     import subprocess
 
     from lab import run_files
 
-    asked = []
+    def git(*args):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True,
+                       capture_output=True)
 
-    def fake_git(args, **kwargs):
-        asked.append(args)
-        return SimpleNamespace(returncode=0, stdout="aaa111\n" if "rev-parse" in args else "")
+    for path in ("docs/REPORT.md", "docs/study.png", "README.md", "lab/train.py", "conf/train.yaml"):
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text("one\n")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-qm", "start")
 
-    run_files.git_state.cache_clear()
-    monkeypatch.setattr(subprocess, "run", fake_git)
-    state = run_files.git_state()
-    run_files.git_state.cache_clear()
-    status = next(a for a in asked if "status" in a)
-    assert state == {"git_commit": "aaa111", "git_dirty": False}
-    assert ":/" in status and ":(top,exclude)docs" in status and ":(top,exclude)*.md" in status
+    def dirty_after_editing(*paths) -> bool:
+        git("checkout", "-q", ".")
+        for path in paths:
+            (tmp_path / path).write_text("two\n")
+        run_files.git_state.cache_clear()
+        return run_files.git_state(tmp_path / "lab")["git_dirty"]
+
+    try:
+        assert dirty_after_editing() is False
+        assert dirty_after_editing("docs/REPORT.md", "docs/study.png", "README.md") is False
+        assert dirty_after_editing("lab/train.py") is True
+        assert dirty_after_editing("conf/train.yaml") is True
+    finally:
+        run_files.git_state.cache_clear()
