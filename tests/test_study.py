@@ -303,5 +303,6 @@ def test_a_teacher_below_its_students_is_named_in_the_distillation_section(tmp_p
         (tmp_path / "t5" / name / "results.json").write_text(json.dumps(record))
     write_study_report(study, tmp_path, [Step(n, study["plan"][n]) for n in ("teacher", "t5")], {}, [], "cmd")
     text = (tmp_path / "REPORT.md").read_text()
-    line = f"The teacher ({teacher_acc:.4f}) scores below student alone 0.8400, soft target 0.7800, logits 0.7300"
-    assert (line in text) == says
+    assert ("The teacher (" in text) == says
+    if says:
+        assert "The teacher (0.7000) scores below student alone 0.8400, soft target 0.7800, logits 0.7300" in text

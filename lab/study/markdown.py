@@ -198,13 +198,12 @@ def study_markdown(report: dict) -> str:
 def weaker_teacher(teacher: dict, step: dict) -> str | None:
     """A line when the teacher step's run scores below runs of the step it teaches: a weak teacher's targets say
     less than the labels, so the step then compares the losses, not what distillation adds."""
-    scored = [r["test_acc"] for r in teacher["jobs"] if r.get("test_acc") is not None]
-    above = sorted((r for r in step["jobs"] if scored and (r.get("test_acc") or 0) > scored[0]),
-                   key=lambda r: -r["test_acc"])
+    teacher_acc = next((r["test_acc"] for r in teacher["jobs"] if r.get("test_acc") is not None), None)
+    above = [r for r in step["jobs"] if teacher_acc is not None and (r.get("test_acc") or 0) > teacher_acc]
     if not above:
         return None
-    beaten = ", ".join(f"{r['label']} {r['test_acc']:.4f}" for r in above)
-    return (f"The teacher ({scored[0]:.4f}) scores below {beaten}: its targets are worse than the labels, so "
+    beaten = ", ".join(f"{r['label']} {r['test_acc']:.4f}" for r in sorted(above, key=lambda r: -r["test_acc"]))
+    return (f"The teacher ({teacher_acc:.4f}) scores below {beaten}: its targets are worse than the labels, so "
             f"this step compares the two losses under a weak teacher, not what a good teacher adds (a longer "
             f"teacher: study.plan.{teacher['name']}.overrides='[\"trainer.max_epochs=N\"]').")
 
