@@ -84,6 +84,7 @@ def assert_one_line_error(proc, *fragments) -> None:
         assert fragment in errors[0]
 
 
+@pytest.mark.slow
 def test_cli_errors_are_one_line_and_exit_2(trained, tmp_path):
     _, run_dir, env = trained
     proc = run_module("lab.eval", f"hydra.run.dir={tmp_path / 'eval'}", env=env)

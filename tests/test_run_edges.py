@@ -76,6 +76,7 @@ def test_a_mid_epoch_checkpoint_keeps_the_training_time_of_the_running_epoch(tmp
     assert abs((time.perf_counter() - resumed.epoch_start) - 5.0) < 0.5  # the epoch's time counts both parts
 
 
+@pytest.mark.slow
 def test_progress_lines_come_inside_an_epoch_without_a_terminal(tmp_path):
     proc = run_train("dataset=digits", *TINY, "trainer.max_epochs=1", "progress_every_s=0.000001",
                      f"hydra.run.dir={tmp_path / 'run'}", env={"PYTHONWARNINGS": "default"})

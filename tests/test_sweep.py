@@ -64,6 +64,7 @@ def test_sweep_writes_its_report(lr_sweep):
         assert png.read_bytes()[:8] == PNG_MAGIC and png.stat().st_size > 5000
 
 
+@pytest.mark.slow
 def test_resume_skips_finished_jobs_and_reruns_the_failed_ones(lr_sweep):
     sweep_dir, args, _ = lr_sweep
     before = (sweep_dir / OK / "results.json").stat().st_mtime_ns
@@ -110,6 +111,7 @@ def test_resume_continues_an_unfinished_run_from_last_ckpt(tmp_path):
     assert again.stdout.startswith(f"Model Accuracy: {results(run_dir)['test_acc']:.4f}\n")
 
 
+@pytest.mark.slow
 def test_resume_with_nothing_to_resume_says_so_and_trains(tmp_path):
     proc = run_train("dataset=digits", *TINY, "trainer.max_epochs=1", "resume=true",
                      f"hydra.run.dir={tmp_path / 'new'}")
