@@ -2,9 +2,9 @@
 PATH is a .ckpt file or a run dir of lab.train (its checkpoints/best.ckpt is scored; last.ckpt for a run with
 dataset.val_split=0, whose best.ckpt was picked on the test set).
 
-Writes eval.json (test_acc, test_acc_top5, per_class_acc keyed by class name) and confusion_matrix.png to
-the output dir. The test set is the checkpoint's own dataset config unless dataset=... is given; images get
-the checkpoint's preprocessing (its image size and mean/std)."""
+Writes eval.json (test_acc, test_acc_top5, per_class_acc keyed by class name, the precision) and
+confusion_matrix.png to the output dir. The test set is the checkpoint's own dataset config unless dataset=... is
+given; images get the checkpoint's preprocessing (its image size and mean/std)."""
 import logging
 from pathlib import Path
 
@@ -170,7 +170,9 @@ def score_checkpoint(cfg: DictConfig, ctx) -> dict:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     logits = predict_logits(net.to(device), data, hp, cfg.batch_size, device)
     result, confusion = scores(logits, data.test_labels.cpu(), list(hp["class_names"]))
-    result = dict(result, ckpt_path=str(ckpt_path), dataset=dataset_cfg.name, device=str(device))
+    # Lightning's name for it, as results.json's precision says how lab.train tested (bf16-mixed can differ).
+    result = dict(result, ckpt_path=str(ckpt_path), dataset=dataset_cfg.name, device=str(device),
+                  precision="32-true")
     print_table(result)
     write_json(out_dir / "eval.json", result)
     plot_confusion(confusion, list(hp["class_names"]), out_dir / "confusion_matrix.png",

@@ -52,6 +52,7 @@ def test_eval_writes_scores_table_and_confusion_matrix(trained, evaluated):
     scores = json.loads((out / "eval.json").read_text())
     assert {"test_acc", "test_acc_top5", "per_class_acc", "test_images"} <= set(scores)
     assert list(scores["per_class_acc"]) == CLASSES and scores["test_images"] == 32
+    assert scores["precision"] == "32-true"
     # The same checkpoint on the same test set: what lab.train reported for its best checkpoint.
     assert scores["test_acc"] == pytest.approx(results(run_dir)["test_acc_best"], abs=1e-6)
     assert (out / "confusion_matrix.png").read_bytes().startswith(PNG_MAGIC)
