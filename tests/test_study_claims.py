@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.study.claims import CONTRADICTED, SUPPORTED, UNRESOLVED, UNTESTABLE, overlapping, study_runs
+from lab.study.claims import CONTRADICTED, SUPPORTED, UNRESOLVED, UNTESTABLE, overlapping, speed_drift, study_runs
 from lab.study.claims import findings as claim_findings
 from lab.study.stats import compare_accuracy, compare_ratio, holm, mcnemar_p, paired_interval, t_interval
 
@@ -156,6 +156,25 @@ def test_times_of_jobs_that_ran_at_once_are_not_compared(tmp_path):
     assert result["verdict"] == UNTESTABLE and "same time" in result["why"]
 
 
+@pytest.mark.parametrize("fast_s, slow_s, verdict", [((10.0, 10.2), (30.0, 30.5), SUPPORTED),
+                                                      ((10.0, 15.0), (30.0, 46.0), UNRESOLVED)])
+def test_a_time_ratio_is_widened_by_the_machines_speed_drift(tmp_path, fast_s, slow_s, verdict):
+    """Each arm's two seeds are the same work, so their spread is the machine's: 46 / 30 widens a ratio of
+    about 3 to below the factor 2 the claim needs; 30.5 / 30 barely moves it."""
+    for seed, fast, slow in zip((1, 2), fast_s, slow_s):
+        job(tmp_path, "s", f"slow,{seed}", 200, seed, model="resnet50", train_time_s=slow, started_at=1000 * seed)
+        job(tmp_path, "s", f"fast,{seed}", 200, seed, model="resnet10", train_time_s=fast, started_at=1000 * seed + 500)
+    runs = study_runs(tmp_path, ["s"])
+    drift = max(fast_s[1] / fast_s[0], slow_s[1] / slow_s[0])
+    assert speed_drift(runs, set()) == dict(factor=pytest.approx(drift), runs=2)
+    row = findings(study([dict(compare=[dict(a={"model": "resnet50"}, b={"model": "resnet10"},
+                                             asserts="a_slower", factor=2.0)])]), tmp_path)[0]["comparisons"][0]
+    unwidened = compare_ratio(list(zip(slow_s, fast_s)))
+    assert row["low"] == pytest.approx(unwidened["low"] / drift) and row["high"] == pytest.approx(
+        unwidened["high"] * drift)
+    assert row["verdict"] == verdict
+
+
 def test_a_diverged_run_counts_as_wrong_on_every_image_and_a_copy_counts_once(tmp_path):
     job(tmp_path, "s", "ok", 300, 1, model="resnet10")
     job(tmp_path, "s", "nan", 0, 1, model="resnet50", status="diverged")
@@ -186,3 +205,4 @@ def test_the_findings_table_opens_the_report_with_its_rules(tmp_path):
     assert "On digits, not CIFAR-100" in text and "| 5. ResNet50 > ResNet18 > ResNet10" in text
     # each comparison says what it asserts, so two tests of one pair read apart
     assert "ResNet18 vs ResNet10 (higher?): +25.0 pts" in text and "(time over x2?)" in text
+    assert "Speed drift: no work was run twice" in text  # one run of each model: the drift is unknown

@@ -12,6 +12,7 @@ identical one in another step counts once. Arm `a` is the pre-declared reference
 
 stats.py does the arithmetic; RULES holds the words under the Findings table."""
 import csv
+import json
 import math
 from pathlib import Path
 
@@ -34,7 +35,10 @@ RULES = [
     "a_close / a_not_worse (margin m): supported when the whole 95% interval lies within +-m (above -m); "
     "contradicted when it lies wholly outside (below -m); otherwise not resolved.",
     "Times and loss oscillations are ratios with a 95% interval over the seeds (log scale), so they need two or "
-    "more seeds, and times from jobs that ran at the same time as another are not comparable.",
+    "more seeds, and times from jobs that ran at the same time as another are not comparable. A time ratio's "
+    "interval is widened by the machine's speed drift: the slowest over the fastest training time among the "
+    "study's runs of the same work (same model, optimizer, data, batch, epochs and precision; lr, schedule and "
+    "seed apart), since arms run minutes apart and a shared machine's speed moves.",
     "A claim is contradicted when any comparison is, else not testable when a comparison lacks its runs, else "
     "supported when every comparison is, and otherwise not resolved at this noise. A diverged run counts as wrong "
     "on every test image (and its time is not compared).",
@@ -115,6 +119,32 @@ def overlapping(runs: list[dict]) -> set:
             if any(other != k and start < o_end and o_start < end for other, (o_start, o_end) in spans.items())}
 
 
+# Settings that change what a run learns but not the work of a training step.
+NOT_WORK = {"experiment", "scheduler", "seed", "logger", "paths", "resume", "progress_every_s"}
+
+
+def work_key(results: dict) -> str:
+    """What one training step of this run computes: runs with the same key should take the same time."""
+    config = {k: v for k, v in (results.get("config") or {}).items() if k not in NOT_WORK}
+    config["optimizer"] = {k: v for k, v in (config.get("optimizer") or {}).items() if k != "lr"}
+    choices = {k: v for k, v in (results.get("choices") or {}).items() if k not in NOT_WORK}
+    return json.dumps([choices, config, results.get("precision")], sort_keys=True, default=str)
+
+
+def speed_drift(runs: list[dict], busy: set) -> dict:
+    """The largest slowest/fastest training time among runs of the same work: how far this machine's speed moved
+    during the study. {factor, runs (in that group)}; factor 1.0 when no work was run twice."""
+    groups = {}
+    for run in runs:
+        time_s = run["results"].get("train_time_s")
+        if run["key"] == f"{run['step']}/{run['job']}" and run["key"] not in busy and \
+                run["results"].get("status") == "ok" and time_s:
+            groups.setdefault(work_key(run["results"]), []).append(time_s)
+    spreads = [(max(times) / min(times), len(times)) for times in groups.values() if len(times) > 1]
+    factor, count = max(spreads, default=(1.0, 0))
+    return dict(factor=factor, runs=count)
+
+
 def accuracy_pairs(a: list[dict], b: list[dict]) -> tuple[list, str | None]:
     both = [(scored(x), scored(y)) for x, y in zip(a, b)]
     if any(x is None or y is None for x, y in both):
@@ -147,7 +177,7 @@ def paired_values(kind: str, a_runs: dict, b_runs: dict, busy: set) -> tuple[lis
     return ([], "a run has no train_time_s") if any(None in pair for pair in times) else (times, None)
 
 
-def measure(comparison: dict, runs: list[dict], steps: list[str], busy: set) -> dict:
+def measure(comparison: dict, runs: list[dict], steps: list[str], busy: set, drift: float = 1.0) -> dict:
     kind = comparison["asserts"]
     row = dict(a=arm_label(comparison["a"]), b=arm_label(comparison["b"]), asserts=kind,
                margin=comparison.get("margin"), factor=comparison.get("factor", 1.0))
@@ -159,6 +189,8 @@ def measure(comparison: dict, runs: list[dict], steps: list[str], busy: set) -> 
     found = compare_accuracy(pairs) if kind in ACCURACY else compare_ratio(pairs)
     if found is None:
         return dict(row, verdict=UNTESTABLE, why="one run per arm: a ratio needs two or more seeds")
+    if kind in ("a_slower", "a_similar_time"):
+        found = dict(found, low=found["low"] / drift, high=found["high"] * drift, drift=drift)
     return dict(row, **found)
 
 
@@ -184,8 +216,8 @@ def judge(row: dict) -> str:
     return SUPPORTED if low > factor else CONTRADICTED if high < factor else UNRESOLVED  # a_slower
 
 
-def evaluate_claim(claim: dict, runs: list[dict], busy: set) -> dict:
-    rows = [measure(c, runs, claim["steps"], busy) for c in claim["compare"]]
+def evaluate_claim(claim: dict, runs: list[dict], busy: set, drift: float = 1.0) -> dict:
+    rows = [measure(c, runs, claim["steps"], busy, drift) for c in claim["compare"]]
     tested = [r for r in rows if r.get("asserts") == "a_better" and "p" in r]
     for row, adjusted in zip(tested, holm([r["p"] for r in tested])):
         row["p_holm"] = adjusted
@@ -206,5 +238,7 @@ def evaluate_claim(claim: dict, runs: list[dict], busy: set) -> dict:
 
 def findings(study: dict, runs: list[dict], busy: set) -> list[dict]:
     """Every claim of the study, tested on the runs of the steps it names. `runs`: the whole study's
-    (study_runs), so `busy` (overlapping) sees every job that ran, also in steps no claim names."""
-    return [evaluate_claim(claim, runs, busy) for claim in study.get("claims") or []]
+    (study_runs), so `busy` (overlapping) and the speed drift see every job that ran, also in steps no claim
+    names."""
+    drift = speed_drift(runs, busy)["factor"]
+    return [evaluate_claim(claim, runs, busy, drift) for claim in study.get("claims") or []]

@@ -78,6 +78,7 @@ def comparison_cell(row: dict) -> str:
     else:
         what = "loss oscillation" if row["asserts"] == "a_steadier" else "time"
         text = f"{pair}: {what} x{row['estimate']:.2f} [{row['low']:.2f}, {row['high']:.2f}]"
+        text += f" (interval widened x{row['drift']:.2f} for speed drift)" if row.get("drift", 1.0) > 1.0 else ""
     seeds = f", {row['seeds']} seeds" if row.get("seeds", 1) > 1 else ", 1 seed"
     return f"{text}{seeds}: {row['verdict']}"
 
@@ -174,6 +175,14 @@ def step_section(step: dict, report: dict, level: str = "##", inner: list[str] =
     return lines + ([""] if step["figures"] else [])
 
 
+def drift_line(drift: dict | None) -> str:
+    if not drift or not drift["runs"]:
+        return "Speed drift: no work was run twice, so how far this machine's speed moved is not known."
+    return (f"Speed drift: the same work took up to x{drift['factor']:.2f} as long in one run as in another "
+            f"({drift['runs']} runs of it), so times from different runs are comparable only within that factor, "
+            f"and the Findings widen each time ratio by it.")
+
+
 def study_markdown(report: dict) -> str:
     steps = {s["name"]: s for s in report["steps"]}
     lines = [f"# {report['title']} (study {report['study']})", "", f"Command: `{report['command']}`", "",
@@ -182,7 +191,8 @@ def study_markdown(report: dict) -> str:
     lines += ["Tables: each setting's accuracy is the mean over its seeds (± their std) with the 95% Wilson interval "
               "of the test set's noise; train time is the time in training steps (mean over seeds), and x ResNet10 "
               "its ratio to the ResNet10 SGD lr 0.03 run's. † marks a time measured while another job ran at the "
-              "same time: not comparable. The lab's report's times are its whole runs' (almost all training).", ""]
+              "same time: not comparable. The lab's report's times are its whole runs' (almost all training).",
+              "", drift_line(report.get("speed_drift")), ""]
     for step in report["steps"]:
         if step.get("report_in") in steps:
             continue

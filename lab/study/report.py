@@ -8,7 +8,7 @@ from pathlib import Path
 from lab.noise import NOISE_LEVEL, two_proportion_p, wilson_interval
 from lab.report.table import config_value, same_value
 from lab.run_files import write_atomic, write_json
-from lab.study.claims import findings, matches, overlapping, scored, study_runs
+from lab.study.claims import findings, matches, overlapping, scored, speed_drift, study_runs
 from lab.study.labels import arm_label
 from lab.study.markdown import facts_of_runs, provenance, study_markdown
 
@@ -136,7 +136,7 @@ def write_study_report(study: dict, out: Path, steps, outcomes: dict, runs_log: 
     reference_s, lab_reference_s = reference_times(study, runs)
     report = dict(study=study["name"], title=study.get("title") or study["name"], dir=str(out), command=command,
                   published=study.get("published") or {}, reference_time_s=reference_s,
-                  lab_reference_time_s=lab_reference_s,
+                  lab_reference_time_s=lab_reference_s, speed_drift=speed_drift(runs, busy),
                   steps=[step_report(study, out, n, outcomes.get(n), runs, busy) for n in names],
                   findings=findings(study, runs, busy))
     for step in report["steps"]:
