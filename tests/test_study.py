@@ -113,13 +113,14 @@ def test_report_sets_the_lab_reports_numbers_beside_labs_with_intervals_and_coun
 def test_seeds_give_mean_and_std_per_setting(tmp_path):
     study, _, _, _ = plan_study(["study.steps=[t3]"])
     for lr, accs in ((0.03, (0.90, 0.92)), (0.1, (0.80, 0.84))):
-        for seed, acc in enumerate(accs):
+        for seed, acc in zip((5, 42), accs):
             fake_job(tmp_path / "t3", f"optimizer.lr={lr},seed={seed}", acc, lr, seed=seed)
     report = write_study_report(study, tmp_path, [Step("t3", study["plan"]["t3"])], {}, [], "python -m lab.study")
     rows = {row["label"]: row for row in report["steps"][0]["jobs"]}
     assert rows["lr 0.03"]["seeds"] == 2 and abs(rows["lr 0.03"]["test_acc"] - 0.91) < 1e-9
     assert abs(rows["lr 0.1"]["test_acc_std"] - 0.0282843) < 1e-6 and rows["lr 0.1"]["lab_report_acc"] == 0.653
     assert "0.9100 ± 0.0141" in (tmp_path / "REPORT.md").read_text()
+    assert "- seeds 5, 42;" in (tmp_path / "REPORT.md").read_text()  # by number, not as text
 
 
 def study_proc(tmp_path, *argv):

@@ -11,12 +11,20 @@ def fmt(value, spec: str = "{:.4f}") -> str:
     return "" if value is None else spec.format(value)
 
 
+def numbers_first(text: str) -> tuple:
+    """A sort key that puts seed 5 before seed 42 (as strings, "42" < "5")."""
+    try:
+        return 0, float(text), ""
+    except ValueError:
+        return 1, 0.0, text
+
+
 def facts_of_runs(runs: list[dict]) -> dict:
     """The settings these runs were measured with, each as the sorted set of values it took."""
     from lab.report.table import config_value
 
     def values(get):
-        return sorted({str(v) for r in runs if (v := get(r["results"])) is not None})
+        return sorted({str(v) for r in runs if (v := get(r["results"])) is not None}, key=numbers_first)
     return dict(datasets=values(lambda r: r.get("dataset")), seeds=values(lambda r: r.get("seed")),
                 precision=values(lambda r: r.get("precision")), epochs=values(lambda r: r.get("epochs")),
                 batch_size=values(lambda r: config_value(r, "dataset.batch_size")),
