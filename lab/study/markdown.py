@@ -3,6 +3,8 @@ provenance block (commits, versions, devices, seeds, settings, wall time and com
 relative links: no HTML."""
 import platform
 
+from lab.noise import wilson_interval
+
 HEADER = ["setting", "lab: test acc [95%]", "correct / total", "the lab's report", "vs the lab's report",
           "train time (s)", "x ResNet10", "the lab's report: time (s)", "its x ResNet10", "epochs", "status"]
 
@@ -215,15 +217,21 @@ def study_markdown(report: dict) -> str:
 
 def weaker_teacher(teacher: dict, step: dict) -> str | None:
     """A line when the teacher step's run scores below runs of the step it teaches: a weak teacher's targets say
-    less than the labels, so the step then compares the losses, not what distillation adds."""
-    teacher_acc = next((r["test_acc"] for r in teacher["jobs"] if r.get("test_acc") is not None), None)
-    above = [r for r in step["jobs"] if teacher_acc is not None and (r.get("test_acc") or 0) > teacher_acc]
+    less than the labels, so the step then compares the losses, not what distillation adds. Within the teacher's
+    test-set noise it is only no stronger than its students, and the line says that instead."""
+    run = next((r for r in teacher["jobs"] if r.get("test_acc") is not None), None)
+    above = [r for r in step["jobs"] if run is not None and (r.get("test_acc") or 0) > run["test_acc"]]
     if not above:
         return None
     beaten = ", ".join(f"{r['label']} {r['test_acc']:.4f}" for r in sorted(above, key=lambda r: -r["test_acc"]))
-    return (f"The teacher ({teacher_acc:.4f}) scores below {beaten}: its targets are worse than the labels, so "
-            f"this step compares the two losses under a weak teacher, not what a good teacher adds (a longer "
-            f"teacher: study.plan.{teacher['name']}.overrides='[\"trainer.max_epochs=N\"]').")
+    longer = f"a longer teacher: study.plan.{teacher['name']}.overrides='[\"trainer.max_epochs=N\"]'"
+    _, high = wilson_interval(run["test_acc"], run["test_images"]) if run.get("test_images") else (0, 0)
+    if max(r["test_acc"] for r in above) <= high:
+        return (f"The teacher ({run['test_acc']:.4f}) scores below {beaten}, within its test set's noise (its 95% "
+                f"interval reaches {high:.4f}): a teacher no stronger than its students, so this step compares the "
+                f"two losses, not what a stronger teacher adds ({longer}).")
+    return (f"The teacher ({run['test_acc']:.4f}) scores below {beaten}: its targets are worse than the labels, so "
+            f"this step compares the two losses under a weak teacher, not what a good teacher adds ({longer}).")
 
 
 def provenance_lines(facts: dict) -> list[str]:
