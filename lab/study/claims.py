@@ -38,7 +38,8 @@ RULES = [
     "more seeds, and times from jobs that ran at the same time as another are not comparable. A time ratio's "
     "interval is widened by the machine's speed drift: the slowest over the fastest training time among the "
     "study's runs of the same work (same model, optimizer, data, batch, epochs and precision; lr, schedule and "
-    "seed apart), since arms run minutes apart and a shared machine's speed moves.",
+    "seed apart), since arms run minutes apart and a shared machine's speed moves. It is a conservative bound: "
+    "the seeds' spread is in the interval already, and the factor is the extreme of many runs.",
     "A claim is contradicted when any comparison is, else not testable when a comparison lacks its runs, else "
     "supported when every comparison is, and otherwise not resolved at this noise. A diverged run counts as wrong "
     "on every test image (and its time is not compared).",
@@ -128,7 +129,9 @@ def work_key(results: dict) -> str:
     config = {k: v for k, v in (results.get("config") or {}).items() if k not in NOT_WORK}
     config["optimizer"] = {k: v for k, v in (config.get("optimizer") or {}).items() if k != "lr"}
     choices = {k: v for k, v in (results.get("choices") or {}).items() if k not in NOT_WORK}
-    return json.dumps([choices, config, results.get("precision")], sort_keys=True, default=str)
+    # Where it ran: the thread count cpu_threads=auto picked, the device, how many processes shared the batch.
+    ran_on = [results.get(k) for k in ("precision", "cpu_threads", "device", "world_size")]
+    return json.dumps([choices, config, ran_on], sort_keys=True, default=str)
 
 
 def speed_drift(runs: list[dict], busy: set) -> dict:
@@ -137,7 +140,8 @@ def speed_drift(runs: list[dict], busy: set) -> dict:
     groups = {}
     for run in runs:
         time_s = run["results"].get("train_time_s")
-        if run["key"] == f"{run['step']}/{run['job']}" and run["key"] not in busy and \
+        resumed = (run["results"].get("processes") or 1) > 1  # paid its start-up twice
+        if run["key"] == f"{run['step']}/{run['job']}" and run["key"] not in busy and not resumed and \
                 run["results"].get("status") == "ok" and time_s:
             groups.setdefault(work_key(run["results"]), []).append(time_s)
     spreads = [(max(times) / min(times), len(times)) for times in groups.values() if len(times) > 1]

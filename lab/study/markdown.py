@@ -66,8 +66,8 @@ def dataset_note(report: dict) -> str:
     datasets = sorted({d for step in report["steps"] if not step["own_dataset"] for d in step["settings"]["datasets"]})
     if not datasets or datasets == [published.get("dataset")]:
         return f"Measured on {published.get('about') or 'the dataset of the lab report'}, as the lab's report was."
-    return (f"On {', '.join(datasets)}, not {published.get('about') or published.get('dataset')}: a test of each "
-            f"claim's direction, not of the lab's numbers.")
+    return (f"On {', '.join(datasets)}, not the lab's setting ({published.get('about') or published.get('dataset')}): "
+            f"a test of each claim's direction, not of the lab's numbers.")
 
 
 def claimed(row: dict) -> str:
