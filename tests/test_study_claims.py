@@ -86,7 +86,8 @@ def job(out: Path, step: str, name: str, right: int, seed: int, *, model="resnet
 
 def findings(study_cfg: dict, out: Path) -> list[dict]:
     runs = study_runs(out, ["s"])
-    return claim_findings(study_cfg, runs, overlapping(runs))
+    busy = overlapping(runs)
+    return claim_findings(study_cfg, runs, busy, speed_drift(runs, busy)["factor"])
 
 
 def study(claims: list) -> dict:

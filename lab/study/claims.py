@@ -181,7 +181,7 @@ def paired_values(kind: str, a_runs: dict, b_runs: dict, busy: set) -> tuple[lis
     return ([], "a run has no train_time_s") if any(None in pair for pair in times) else (times, None)
 
 
-def measure(comparison: dict, runs: list[dict], steps: list[str], busy: set, drift: float = 1.0) -> dict:
+def measure(comparison: dict, runs: list[dict], steps: list[str], busy: set, drift: float) -> dict:
     kind = comparison["asserts"]
     row = dict(a=arm_label(comparison["a"]), b=arm_label(comparison["b"]), asserts=kind,
                margin=comparison.get("margin"), factor=comparison.get("factor", 1.0))
@@ -220,7 +220,7 @@ def judge(row: dict) -> str:
     return SUPPORTED if low > factor else CONTRADICTED if high < factor else UNRESOLVED  # a_slower
 
 
-def evaluate_claim(claim: dict, runs: list[dict], busy: set, drift: float = 1.0) -> dict:
+def evaluate_claim(claim: dict, runs: list[dict], busy: set, drift: float) -> dict:
     rows = [measure(c, runs, claim["steps"], busy, drift) for c in claim["compare"]]
     tested = [r for r in rows if r.get("asserts") == "a_better" and "p" in r]
     for row, adjusted in zip(tested, holm([r["p"] for r in tested])):
@@ -240,9 +240,8 @@ def evaluate_claim(claim: dict, runs: list[dict], busy: set, drift: float = 1.0)
                 comparisons=rows, verdict=verdict, why=why)
 
 
-def findings(study: dict, runs: list[dict], busy: set) -> list[dict]:
+def findings(study: dict, runs: list[dict], busy: set, drift: float) -> list[dict]:
     """Every claim of the study, tested on the runs of the steps it names. `runs`: the whole study's
-    (study_runs), so `busy` (overlapping) and the speed drift see every job that ran, also in steps no claim
-    names."""
-    drift = speed_drift(runs, busy)["factor"]
+    (study_runs), so `busy` (overlapping) and `drift` (speed_drift's factor) come from every job that ran, also
+    in steps no claim names."""
     return [evaluate_claim(claim, runs, busy, drift) for claim in study.get("claims") or []]

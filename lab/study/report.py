@@ -134,11 +134,12 @@ def write_study_report(study: dict, out: Path, steps, outcomes: dict, runs_log: 
     runs = study_runs(out, list(study["plan"]))
     busy = overlapping(runs)
     reference_s, lab_reference_s = reference_times(study, runs)
+    drift = speed_drift(runs, busy)
     report = dict(study=study["name"], title=study.get("title") or study["name"], dir=str(out), command=command,
                   published=study.get("published") or {}, reference_time_s=reference_s,
-                  lab_reference_time_s=lab_reference_s, speed_drift=speed_drift(runs, busy),
+                  lab_reference_time_s=lab_reference_s, speed_drift=drift,
                   steps=[step_report(study, out, n, outcomes.get(n), runs, busy) for n in names],
-                  findings=findings(study, runs, busy))
+                  findings=findings(study, runs, busy, drift["factor"]))
     for step in report["steps"]:
         step["figures"] = draw_step_figures(step, report, study, out, runs)
     report["provenance"] = provenance(report, runs_log, runs)
