@@ -6,7 +6,7 @@ from pathlib import Path
 import torch
 
 from lab.errors import CheckpointError, first_line
-from lab.model import build_model
+from lab.model import build_model, model_keys
 
 log = logging.getLogger("lab")
 
@@ -46,13 +46,47 @@ def load_checkpoint(path, mmap: bool = False) -> dict:
                               f"code, so re-save it with tensors and plain Python only") from None
 
 
+def readable_checkpoint(path: Path) -> dict | None:
+    """The checkpoint, memory-mapped (the weights are not read), or None when it is missing or damaged."""
+    try:
+        return load_checkpoint(path, mmap=True)
+    except CheckpointError:
+        return None
+
+
 def net_from_checkpoint(ckpt: dict, path="checkpoint") -> tuple[torch.nn.Module, dict]:
-    """The trained net (eval mode, CPU) and the checkpoint's plain hyperparameters."""
+    """The trained net (eval mode, CPU) and the checkpoint's plain hyperparameters. The net is rebuilt from the
+    model keys it was trained with (model_keys reads those of a lab before models had a _target_); a builder's
+    `pretrained` key is turned off, since the weights come from the checkpoint."""
     hp = ckpt.get("hyper_parameters") or {}
     if "model" not in hp or "num_classes" not in hp:
         raise CheckpointError(f"{path} was not written by lab.train (no model/num_classes in its "
                               f"hyper_parameters)")
-    net = build_model(hp["model"], hp["num_classes"], hp["in_channels"])
+    keys = model_keys(hp["model"])
+    if keys.get("pretrained"):
+        keys["pretrained"] = False
+    net = build_model(keys, hp["num_classes"], hp["in_channels"], hp.get("image_size"))
     state = {k.removeprefix("net."): v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
     net.load_state_dict(state)
     return net.eval(), hp
+
+
+def check_matches_data(hp: dict, data, ckpt_path: Path, fix: str, same_dataset: bool = False) -> None:
+    """A checkpoint's classes (names, in order) and image shape must be the data's: a teacher for its student, a
+    net for the test set lab.eval scores it on. same_dataset: the dataset's name too (a teacher's)."""
+    expected = list(hp.get("class_names") or [])
+    shape = (data.channels, data.image_size, data.image_size)
+    want = (hp["in_channels"], hp["image_size"], hp["image_size"])
+    if same_dataset and (hp.get("dataset"), expected, want) != (data.dataset_name, list(data.class_names), shape):
+        raise CheckpointError(f"{ckpt_path} was trained on {hp.get('dataset')} with {len(expected)} classes "
+                              f"({'x'.join(map(str, want))}), this run uses {data.dataset_name} with "
+                              f"{len(data.class_names)} ({'x'.join(map(str, shape))}; class names must match too): "
+                              f"{fix}")
+    if list(data.class_names) != expected:
+        differ = [f"{i}: {a!r} vs {b!r}" for i, (a, b) in enumerate(zip(data.class_names, expected)) if a != b]
+        raise CheckpointError(f"the data's classes ({len(data.class_names)}) do not match {ckpt_path}'s "
+                              f"({len(expected)}, same order required; first differences, data vs checkpoint: "
+                              f"{', '.join(differ[:3]) or 'extra classes at the end'}): {fix}")
+    if shape != want:
+        raise CheckpointError(f"the data's images are {shape} (channels, height, width) but {ckpt_path} was trained "
+                              f"on {want}: {fix}")

@@ -1,12 +1,12 @@
 """Checks that need only the command line, so they run before Hydra composes anything: Hydra would answer a
 group option that does not exist with a 17-line composition error, and an output dir it cannot create with
-a 12-line traceback."""
+a 12-line traceback. (DDP typed under -m is refused by the sweep's check of every job, lab.sweeps.jobs, before
+the first job starts.)"""
 import difflib
 import os
 from pathlib import Path
 
-from lab.config import CONF, ddp_under_multirun
-from lab.context import slurm_facts
+from lab.config import CONF
 from lab.errors import ConfigError
 from lab.keys import override_key
 
@@ -14,7 +14,6 @@ from lab.keys import override_key
 def check_command_line(argv: list[str]) -> None:
     check_group_options(argv)
     check_output_dir(argv)
-    check_ddp_under_multirun(argv)
 
 
 def check_group_options(argv: list[str]) -> None:
@@ -59,23 +58,3 @@ def check_output_dir(argv: list[str]) -> None:
         problem = "is not a folder" if not existing.is_dir() else "is not writable"
         raise ConfigError(f"cannot create the output dir {target}: {existing} {problem}; pass {key}=<a folder "
                           f"you can write>")
-
-
-def several_devices(value: str) -> bool:
-    """A typed trainer.devices (or a sweep over several) that means DDP: a count above 1, -1 (all), a list."""
-    if value.startswith("["):
-        return "," in value
-    return any(v.strip().lstrip("-").isdigit() and (int(v) > 1 or int(v) == -1) for v in value.split(","))
-
-
-def check_ddp_under_multirun(argv: list[str]) -> None:
-    """DDP typed on a -m command line: one line before any job, where every job would fail alike
-    (DDP set in a yaml: the sweep's check of every job refuses it before the first job). The slurm
-    launchers start each rank with srun, so DDP jobs are theirs to run."""
-    typed = {override_key(a): a.split("=", 1)[1] for a in argv if "=" in a and a[0] != "-"}
-    if not any(a in ("-m", "--multirun") for a in argv) or "slurm" in typed.get("hydra/launcher", "") \
-            or slurm_facts().tasks > 1:
-        return
-    devices = typed.get("trainer.devices")
-    if (devices is not None and several_devices(devices)) or (devices is None and typed.get("trainer") == "ddp"):
-        raise ConfigError(ddp_under_multirun(devices or "2 (conf/trainer/ddp.yaml)"))

@@ -1,14 +1,15 @@
 """Config checks that run before any data is touched, and the resolvers conf/ uses.
 
 Each rule names the key, the allowed range and an example, so a typo costs one line, not a traceback."""
-import difflib
 import math
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from lab.augment import MIXES
 from lab.errors import ConfigError
 from lab.keys import key_paths
+from lab.targets import check_keys, importable, parameters
 
 CONF = Path(__file__).resolve().parents[1] / "conf"  # the one place lab finds its config dir
 
@@ -40,6 +41,7 @@ def is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+TTA_MODES = ("none", "flip")
 PRECISIONS = {"auto", "32", "32-true", "16-mixed", "bf16-mixed", "bf16-true", "64", "64-true"}
 DISTILL_KINDS = ("none", "soft_target", "logits", "both")
 
@@ -60,22 +62,24 @@ RULES = [
     ("cpu_threads", lambda v: v in (None, "auto") or (is_int(v) and v >= 1), "auto, null or an integer >= 1"),
     ("progress_every_s", lambda v: v is None or (is_number(v) and v > 0), "a number of seconds > 0, or null (off)"),
     ("step_loss_every", lambda v: v is None or (is_int(v) and v >= 1), "an integer >= 1 (steps), or null (off)"),
-    ("model.channels_last", lambda v: isinstance(v, bool), "true or false"),
-    ("model.compile", lambda v: isinstance(v, bool), "true or false"),
-    ("model.base_width", lambda v: is_int(v) and v >= 1, "an integer >= 1, e.g. 64"),
-    ("model.layers", lambda v: isinstance(v, list) and len(v) > 0 and all(is_int(n) and n >= 1 for n in v),
-     "a list of block counts >= 1, e.g. [2, 2, 2, 2]"),
-    ("model.block", lambda v: v in ("basic", "bottleneck"), "basic or bottleneck"),
-    ("model.zero_init_residual", lambda v: v is None or isinstance(v, bool), "true or false"),
-    ("model.shortcut", lambda v: v is None or v in ("conv", "avgpool"), "conv or avgpool"),
+    ("model.channels_last", lambda v: v is None or isinstance(v, bool), "true or false"),
+    ("model.compile", lambda v: v is None or isinstance(v, bool), "true or false"),
     ("optimizer.lr", lambda v: is_number(v) and v > 0, "a number > 0, e.g. 0.03"),
     ("optimizer.weight_decay", lambda v: v is None or (is_number(v) and v >= 0), "a number >= 0"),
     ("optimizer.momentum", lambda v: v is None or (is_number(v) and 0 <= v < 1), "a number in [0, 1)"),
     ("optimizer.nesterov", lambda v: v is None or isinstance(v, bool), "true or false"),
     ("dataset.batch_size", lambda v: is_int(v) and v >= 1, "an integer >= 1, e.g. 256"),
     ("dataset.val_split", lambda v: is_number(v) and 0 <= v < 1, "a number in [0, 1), e.g. 0.1"),
-    ("dataset.augment.crop_padding", lambda v: is_int(v) and v >= 0, "an integer >= 0 (0 = no crop)"),
-    ("dataset.augment.flip", lambda v: isinstance(v, bool), "true or false"),
+    ("dataset.crop_padding", lambda v: is_int(v) and v >= 0, "an integer >= 0 (0 = no crop)"),
+    ("dataset.flip", lambda v: isinstance(v, bool), "true or false"),
+    ("augment.crop_padding", lambda v: is_int(v) and v >= 0, "an integer >= 0 (0 = no crop)"),
+    ("augment.flip", lambda v: isinstance(v, bool), "true or false"),
+    ("augment.erase_p", lambda v: is_number(v) and 0 <= v <= 1, "a chance in [0, 1] per image, e.g. 0.5 (0 = off)"),
+    ("augment.mix", lambda v: v in MIXES, "one of " + ", ".join(MIXES)),
+    ("augment.mix_alpha", lambda v: is_number(v) and v > 0, "a number > 0 (Beta(alpha, alpha)), e.g. 1.0"),
+    ("augment.mix_p", lambda v: is_number(v) and 0 <= v <= 1, "a probability in [0, 1] per batch, e.g. 0.5"),
+    ("ema.decay", lambda v: v is None or (is_number(v) and 0 < v < 1), "a number in (0, 1), e.g. 0.999, or null (off)"),
+    ("test_tta", lambda v: v in TTA_MODES, "one of " + ", ".join(TTA_MODES)),
     ("dataset.image_size", lambda v: v is None or (is_int(v) and v >= 1), "an integer >= 1, e.g. 32"),
     ("dataset.test_split", lambda v: v is None or (is_number(v) and 0 < v < 1), "a number in (0, 1), e.g. 0.2"),
     ("dataset.train_subset", lambda v: v is None or (is_int(v) and v >= 1), "null (all) or an integer >= 1, e.g. 6000"),
@@ -124,16 +128,16 @@ def check_rules(cfg, groups: tuple[str, ...] | None = None) -> None:
 # Groups whose keys only lab reads: a key added with + or ++ (a typo, +model.widht=16) would be silently
 # ignored. The other groups go to constructors (Trainer, optimizer, scheduler, logger) that refuse unknown
 # keyword arguments themselves.
-LAB_READ_GROUPS = ("model", "dataset", "distill", "paths")
+LAB_READ_GROUPS = ("dataset", "augment", "ema", "distill", "paths")
 
 
 def check_unknown_keys(cfg) -> None:
     """Every key lab reads must be one that some option of its group defines (top level: train.yaml's)."""
     top = OmegaConf.to_container(OmegaConf.load(CONF / "train.yaml"))
     known = {"": set(top) | {"hydra"} | {next(iter(d)) if isinstance(d, dict) else d for d in top["defaults"]}}
-    for group in LAB_READ_GROUPS:
-        known[group] = set().union(*(key_paths(OmegaConf.to_container(OmegaConf.load(path)))
-                                     for path in (CONF / group).glob("*.yaml")))
+    for group in LAB_READ_GROUPS:  # a config group's options, or a node of train.yaml (ema)
+        nodes = [OmegaConf.to_container(OmegaConf.load(path)) for path in (CONF / group).glob("*.yaml")]
+        known[group] = set().union(*map(key_paths, nodes or [top.get(group) or {}]))
     given = {"": set(cfg.keys())}
     given.update({g: key_paths(OmegaConf.to_container(cfg[g])) for g in LAB_READ_GROUPS if cfg.get(g)})
     for group, keys in given.items():
@@ -148,64 +152,30 @@ def check_unknown_keys(cfg) -> None:
 
 # Groups that become a call of their _target_: each key must be one of its keyword arguments, or lab's own
 # (the scheduler's interval). Caught here, a typo costs one line before any data is loaded, not a traceback
-# from inside fit.
+# from inside fit. The model group has its own check: lab.model.check_model builds the net on the meta device.
 CALLED_GROUPS = {"optimizer": {"params"}, "scheduler": {"interval", "optimizer", "warmup_epochs"}, "trainer": set(),
                  "logger": set()}
-HYDRA_KEYS = {"_target_", "_partial_", "_recursive_", "_convert_", "_args_"}
-
-
-EXTRAS = {"mlflow": "mlflow", "tensorboard": "tensorboard"}  # a package an option needs -> its pyproject extra
-
-
-def missing_package(err: BaseException | None, target: str) -> str | None:
-    """The top-level package whose absence made `target` fail to import (not a misspelt part of target)."""
-    while err is not None:
-        if isinstance(err, ModuleNotFoundError) and err.name and not target.startswith(err.name):
-            return err.name.split(".")[0]
-        err = err.__cause__ or err.__context__
-    return None
-
-
-def import_target(target: str):
-    """hydra.utils.get_object, without the three ERROR lines it logs before raising."""
-    import logging
-
-    from hydra.utils import get_object
-
-    hydra_log = logging.getLogger("hydra.utils")
-    level = hydra_log.level
-    hydra_log.setLevel(logging.CRITICAL)
-    try:
-        return get_object(target)
-    finally:
-        hydra_log.setLevel(level)
 
 
 def check_call_arguments(cfg) -> None:
-    import inspect
-
     for group, lab_keys in CALLED_GROUPS.items():
         node = cfg.get(group)
-        if not node or not node.get("_target_"):
-            continue
-        try:  # a class or a factory function
-            parameters = inspect.signature(import_target(node._target_)).parameters
-        except Exception as err:
-            missing = missing_package(err, node._target_)
-            if missing:
-                install = f'pip install -e ".[{EXTRAS[missing]}]"' if missing in EXTRAS else f"pip install {missing}"
-                raise ConfigError(f"{group}._target_={node._target_} needs the {missing} package, which is not "
-                                  f"installed here: {install}") from None
-            raise ConfigError(f"{group}._target_={node._target_} cannot be imported: check its spelling") from None
-        if any(p.kind == p.VAR_KEYWORD for p in parameters.values()):
-            continue
-        unknown = sorted(set(node.keys()) - HYDRA_KEYS - lab_keys - set(parameters))
-        if unknown:
-            names = [k for k in parameters if k not in lab_keys and k != "self"]
-            close = difflib.get_close_matches(unknown[0], names, n=3)
-            hint = f"did you mean {' or '.join(close)}?" if close else f"its arguments: {', '.join(names)}"
-            raise ConfigError(f"{group}.{unknown[0]} is not an argument of {node._target_} ({hint}): check its "
-                              f"spelling, or drop the override")
+        if node and node.get("_target_"):
+            check_keys(group, node._target_, node.keys(), parameters(importable(group, node._target_)), lab_keys)
+
+
+def check_model(cfg) -> None:
+    from lab.model import check_model as build_on_meta
+
+    image_size = OmegaConf.select(cfg, "dataset.image_size", default=None) or 32
+    build_on_meta(cfg.model, image_size=image_size)
+
+
+def check_test_tta(cfg) -> None:
+    if cfg.get("test_tta") == "flip" and OmegaConf.select(cfg, "augment.flip", default=None) is False:
+        raise ConfigError("test_tta=flip is refused: augment.flip is false, so the net never saw a mirrored "
+                          "image (or the dataset's classes change under a mirror, as traffic signs do): set "
+                          "test_tta=none, or train with augment.flip=true")
 
 
 def check_accelerator(cfg) -> None:
@@ -223,13 +193,9 @@ def check_ddp_outside_sweeps(cfg, ctx=None) -> None:
     ddp = cfg.trainer.devices not in (1, "1", [0]) or cfg.trainer.num_nodes > 1
     # Under Slurm, srun starts every rank itself (one task each): no rank re-executes the sweep.
     if ddp and ctx is not None and ctx.in_sweep and ctx.slurm.tasks <= 1:
-        raise ConfigError(ddp_under_multirun(cfg.trainer.devices))
-
-
-def ddp_under_multirun(devices) -> str:
-    return (f"trainer.devices={devices} (DDP) cannot run under -m (each DDP process would relaunch the sweep): "
-            "run one job per GPU with hydra/launcher=joblib gpu_pool=[0,1,...] or hydra/launcher=slurm, or drop "
-            "-m for a single DDP run")
+        raise ConfigError(f"trainer.devices={cfg.trainer.devices} (DDP) cannot run under -m (each DDP process would "
+                          "relaunch the sweep): run one job per GPU with hydra/launcher=joblib gpu_pool=[0,1,...] or "
+                          "hydra/launcher=slurm, or drop -m for a single DDP run")
 
 
 def check_job(cfg) -> None:
@@ -247,6 +213,8 @@ def check_keys_and_values(cfg) -> None:
     check_unknown_keys(cfg)
     check_call_arguments(cfg)
     check_rules(cfg)
+    check_test_tta(cfg)
+    check_model(cfg)
 
 
 def validate(cfg, ctx=None) -> None:

@@ -9,8 +9,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lab.errors import ConfigError
-
 log = logging.getLogger("lab")
 
 
@@ -81,18 +79,12 @@ def build_distiller(cfg, data, channels_last: bool = True) -> Distiller | None:
     distill=none."""
     if cfg is None or cfg.kind == "none":
         return None
-    from lab.checkpoint import checkpoint_of, load_checkpoint, net_from_checkpoint
+    from lab.checkpoint import check_matches_data, checkpoint_of, load_checkpoint, net_from_checkpoint
 
     teacher_path = checkpoint_of(cfg.teacher_ckpt, "distill.teacher_ckpt")
     teacher, hp = net_from_checkpoint(load_checkpoint(teacher_path), teacher_path)
-    teacher_data = (hp.get("dataset"), hp["num_classes"], list(hp.get("class_names", [])), hp["in_channels"],
-                    hp["image_size"])
-    student_data = (data.dataset_name, data.num_classes, list(data.class_names), data.channels, data.image_size)
-    if teacher_data != student_data:
-        raise ConfigError(f"teacher {teacher_path} was trained on {teacher_data[0]} with {teacher_data[1]} "
-                          f"classes ({teacher_data[3]}x{teacher_data[4]}px), the student on {student_data[0]} "
-                          f"with {student_data[1]} ({student_data[3]}x{student_data[4]}px; class names must "
-                          f"match too): train the teacher on the student's dataset")
+    check_matches_data(hp, data, teacher_path, "train the teacher on the student's dataset (python -m lab.train "
+                       "+experiment=teacher with the student's dataset settings)", same_dataset=True)
     if data.split is not None:
         warn_if_split_differs(hp.get("config", {}), data, teacher_path)
     if channels_last:  # the student's memory format, so both convs take the same fast path

@@ -31,10 +31,15 @@ class ReportError(Exception):
 USER_ERRORS = (ConfigError, DataError, CheckpointError, ReportError)
 
 
-def first_line(err: BaseException) -> str:
-    """The first line of an error's message (Hydra's and torch's put the detail below), or its class name."""
+def first_line(err: BaseException, limit: int = 300) -> str:
+    """An error's message as one line, at most `limit` characters: its first line (Hydra and torch put the detail
+    below), joined to the next where it ends in a colon (Hydra's "Error in call to target 'X':", torch's "Error(s) in
+    loading state_dict for Classifier:" put the reason there); its class name when it has no message."""
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    return lines[0] if lines else type(err).__name__
+    text = lines[0] if lines else type(err).__name__
+    if text.endswith(":") and len(lines) > 1:
+        text = f"{text} {lines[1]}"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 EXIT_USER_ERROR = 2

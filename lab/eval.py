@@ -2,7 +2,8 @@
 PATH is a .ckpt file or a run dir of lab.train (its checkpoints/best.ckpt is scored; last.ckpt for a run with
 dataset.val_split=0, whose best.ckpt was picked on the test set).
 
-Writes eval.json (test_acc, test_acc_top5, per_class_acc keyed by class name, the precision) and
+test_tta=flip scores each image as the mean logits of it and its mirror, as lab.train's test_tta=flip does.
+Writes eval.json (test_acc, test_acc_top5, per_class_acc keyed by class name, the precision, test_tta) and
 confusion_matrix.png to the output dir. The test set is the checkpoint's own dataset config unless dataset=... is
 given; images get the checkpoint's preprocessing (its image size and mean/std)."""
 import logging
@@ -12,13 +13,15 @@ import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from lab.augment import flip_averaged
 from lab.checkpoint import checkpoint_of
-from lab.config import register_resolvers
+from lab.config import TTA_MODES, register_resolvers
 from lab.context import run_context
 from lab.errors import CheckpointError, ConfigError, DataError
 from lab.noise import wilson_interval
 from lab.outcome import run_or_exit
 from lab.run_files import atomic_path, write_json
+from lab.saved_config import todays_config
 
 register_resolvers()
 log = logging.getLogger("lab")
@@ -63,29 +66,27 @@ def check_class_count(dataset_cfg, hp: dict, ckpt_path: Path) -> None:
                         f"evaluate on the dataset it was trained on")
 
 
-def check_matches(data, hp: dict, ckpt_path: Path) -> None:
-    expected = list(hp["class_names"])
-    if list(data.class_names) != expected:
-        differ = [f"{i}: {a!r} vs {b!r}" for i, (a, b) in enumerate(zip(data.class_names, expected)) if a != b]
-        raise DataError(f"test set classes ({len(data.class_names)}) do not match {ckpt_path}'s "
-                        f"({len(expected)}, same order required; first differences, test vs checkpoint: "
-                        f"{', '.join(differ[:3]) or 'extra classes at the end'}): evaluate on the dataset "
-                        f"it was trained on")
-    shape, want = tuple(data.test_images.shape[1:]), (hp["in_channels"], hp["image_size"], hp["image_size"])
-    if shape != want:
-        raise DataError(f"test images are {shape} (channels, height, width) but {ckpt_path} was trained on "
-                        f"{want}: evaluate on the dataset it was trained on")
+def check_test_tta(test_tta: str, hp: dict, ckpt_path: Path) -> None:
+    """test_tta=flip only for a net that trained on mirrored images (lab.config refuses it for training alike)."""
+    if test_tta not in TTA_MODES:
+        raise ConfigError(f"test_tta={test_tta!r} is not allowed: must be one of {', '.join(TTA_MODES)}")
+    trained_with = (todays_config(hp.get("config")) or {}).get("augment") or {}
+    if test_tta == "flip" and trained_with.get("flip") is not True:
+        raise ConfigError(f"test_tta=flip is refused: {ckpt_path} was trained without random flips (augment.flip="
+                          f"{trained_with.get('flip')}), so a mirror is not an image it knows (or its classes change "
+                          f"under a mirror): set test_tta=none")
 
 
-def predict_logits(net, data, hp: dict, batch_size: int, device):
-    """Logits of every test image, in test-set order, on the CPU."""
+def predict_logits(net, data, hp: dict, batch_size: int, device, test_tta: str = "none"):
+    """Logits of every test image, in test-set order, on the CPU (test_tta=flip: averaged with its mirror's)."""
 
     from lab.dataset.loader import DeviceLoader
 
     loader = DeviceLoader(data.test_images.to(device), data.test_labels.to(device), batch_size, hp["mean"],
                           hp["std"], shuffle=False, drop_last=False, channels_last=False)
+    forward = (lambda images: flip_averaged(net, images)) if test_tta == "flip" else net
     with torch.inference_mode():
-        return torch.cat([net(images).float().cpu() for images, _ in loader])
+        return torch.cat([forward(images).float().cpu() for images, _ in loader])
 
 
 def scores(logits, labels, class_names: list) -> tuple[dict, torch.Tensor]:
@@ -157,22 +158,24 @@ def plot_confusion(confusion, class_names: list, path: Path, title: str) -> None
 
 def score_checkpoint(cfg: DictConfig, ctx) -> dict:
 
-    from lab.checkpoint import load_checkpoint, net_from_checkpoint
+    from lab.checkpoint import check_matches_data, load_checkpoint, net_from_checkpoint
     from lab.dataset import load_dataset
 
     out_dir = ctx.run_dir
     ckpt_path = checkpoint_path(cfg, "lab.eval")
     net, hp = net_from_checkpoint(load_checkpoint(ckpt_path), ckpt_path)
+    test_tta = cfg.get("test_tta") or "none"
+    check_test_tta(test_tta, hp, ckpt_path)
     dataset_cfg, data_dir = dataset_config(cfg, hp, ckpt_path)
     check_class_count(dataset_cfg, hp, ckpt_path)
     data = load_dataset(dataset_cfg, data_dir)
-    check_matches(data, hp, ckpt_path)
+    check_matches_data(hp, data, ckpt_path, "evaluate on the dataset it was trained on")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    logits = predict_logits(net.to(device), data, hp, cfg.batch_size, device)
+    logits = predict_logits(net.to(device), data, hp, cfg.batch_size, device, test_tta)
     result, confusion = scores(logits, data.test_labels.cpu(), list(hp["class_names"]))
     # Lightning's name for it, as results.json's precision says how lab.train tested (bf16-mixed can differ).
     result = dict(result, ckpt_path=str(ckpt_path), dataset=dataset_cfg.name, device=str(device),
-                  precision="32-true")
+                  precision="32-true", test_tta=test_tta)
     print_table(result)
     write_json(out_dir / "eval.json", result)
     plot_confusion(confusion, list(hp["class_names"]), out_dir / "confusion_matrix.png",

@@ -14,6 +14,7 @@ from torch import nn
 from torchmetrics import Metric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
+from lab.augment import flip_averaged
 from lab.scheduler import build_scheduler
 
 log = logging.getLogger("lab")
@@ -61,19 +62,20 @@ class Classifier(pl.LightningModule):
     torch.load(weights_only=True) must read it back. It holds what lab.checkpoint needs to rebuild the net.
     `optimizer_cfg` is a conf/optimizer node (a `_partial_` factory), `scheduler_cfg` a conf/scheduler node;
     `distiller` a lab.distill.Distiller or None; `label_smoothing` conf/train.yaml's loss.label_smoothing;
-    `step_loss_every` its step_loss_every (the training loss of every Nth step is kept for steps.csv)."""
+    `test_tta` its test_tta (flip: test on the mean logits of each image and its mirror).
+
+    Training batches carry int64 labels, or soft targets [N, classes] where augment.mix mixed the batch."""
 
     def __init__(self, net: nn.Module, hparams: dict, optimizer_cfg=None, scheduler_cfg=None, distiller=None,
-                 label_smoothing: float = 0.0, step_loss_every: int | None = None):
+                 label_smoothing: float = 0.0, test_tta: str = "none"):
         super().__init__()
         self.net = net
         self.save_hyperparameters(hparams)
         self.optimizer_cfg, self.scheduler_cfg = optimizer_cfg, scheduler_cfg
-        self.per_class_acc, self.epoch_lr = None, None
-        self.step_loss_every = step_loss_every
-        self.step_losses = []  # (global step, loss on the device) since steps.csv was last written
-        self.test_predicted, self.predicted_batches = None, []  # the last test pass's predicted class per image
+        self.epoch_lr = None
+        self.test_outputs, self.predicted_batches = {}, []  # the last test pass's per-class accuracy and predictions
         self.label_smoothing = float(label_smoothing)
+        self.test_tta = test_tta
         self.distiller = distiller  # a plain object, not a submodule: the teacher stays out of the checkpoint
         num_classes = hparams["num_classes"]
         # ModuleDict keys cannot be "train" (nn.Module.train), hence the _set suffix.
@@ -107,49 +109,32 @@ class Classifier(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["epoch_lr"] = self.epoch_lr  # a mid-epoch resume skips on_train_epoch_start
-        # A checkpoint taken mid-epoch (SIGTERM) keeps the step losses not yet in steps.csv.
-        checkpoint["pending_step_losses"] = self.take_step_losses()
-        self.step_losses = list(checkpoint["pending_step_losses"])
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.epoch_lr = checkpoint.get("epoch_lr")
         for key in [k for k in checkpoint.get("state_dict", {}) if k.startswith("distiller.")]:
             del checkpoint["state_dict"][key]  # a teacher an older lab saved inside the student's checkpoint
-        self.step_losses = [tuple(pair) for pair in checkpoint.get("pending_step_losses", [])]
-
-    def take_step_losses(self) -> list[tuple[int, float]]:
-        """The kept (step, training loss) pairs, emptied. The losses still on the device (tensors; floats come
-        from a checkpoint) are stacked there and copied to the host once."""
-        on_device = [loss for _, loss in self.step_losses if torch.is_tensor(loss)]
-        copied = iter(torch.stack(on_device).float().cpu().tolist() if on_device else [])
-        pairs = [(step, next(copied) if torch.is_tensor(loss) else loss) for step, loss in self.step_losses]
-        self.step_losses = []
-        return pairs
 
     def training_step(self, batch, batch_idx):
-        images, labels = batch
+        images, targets = batch  # mixed images come with soft targets, which F.cross_entropy takes as they are
         logits = self(images)
         # Smoothing is a training target only: val_loss and test_loss stay plain cross-entropy.
-        ce = F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
+        ce = F.cross_entropy(logits, targets, label_smoothing=self.label_smoothing)
         loss = ce
         if self.distiller is not None:
-            distill = self.distiller.loss(images, logits)  # one teacher forward, under no_grad
+            distill = self.distiller.loss(images, logits)  # one teacher forward on the same (mixed) images
             loss = self.distiller.alpha * ce + self.distiller.beta * distill
-            self.losses["train_ce"].update(ce, len(labels))
-            self.losses["train_distill"].update(distill, len(labels))
-        self.losses["train_loss"].update(loss, len(labels))
+            self.losses["train_ce"].update(ce, len(targets))
+            self.losses["train_distill"].update(distill, len(targets))
+        self.losses["train_loss"].update(loss, len(targets))
+        # A mixed image counts as its larger share's class.
+        labels = targets if targets.ndim == 1 else targets.argmax(1)
         self.metrics["train_set"].update(logits.detach(), labels)
-        recorded = self.step_loss_every and self.global_step % self.step_loss_every == 0
-        if recorded and self.ends_optimizer_step(batch_idx):
-            self.step_losses.append((self.global_step, loss.detach()))  # stays on the device until epoch end
         return loss
-
-    def ends_optimizer_step(self, batch_idx: int) -> bool:
-        return (batch_idx + 1) % self.trainer.accumulate_grad_batches == 0
 
     def eval_step(self, batch, stage: str) -> torch.Tensor:
         images, labels = batch
-        logits = self(images)
+        logits = flip_averaged(self.net, images) if stage == "test" and self.test_tta == "flip" else self(images)
         self.losses[f"{stage}_loss"].update(F.cross_entropy(logits, labels), len(labels))
         self.metrics[f"{stage}_set"].update(logits, labels)
         return logits
@@ -185,11 +170,18 @@ class Classifier(pl.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         values = self.compute("test")
-        self.per_class_acc = values.pop("test_per_class_acc", None)
+        per_class_acc = values.pop("test_per_class_acc", None)
         self.log_dict(values)
-        if self.predicted_batches:  # this rank's share of the test set, in order
-            self.test_predicted = torch.cat(self.predicted_batches).cpu()
+        # This rank's share of the test set, in order; taken by take_test_outputs.
+        predicted = torch.cat(self.predicted_batches).cpu() if self.predicted_batches else None
+        self.test_outputs = dict(per_class_acc=per_class_acc, predicted=predicted)
         self.predicted_batches = []
+
+    def take_test_outputs(self) -> dict:
+        """What the last test pass found besides its logged metrics: per_class_acc (a tensor, or None above 100
+        classes) and predicted (each test image's class, on the CPU)."""
+        outputs, self.test_outputs = self.test_outputs, {}
+        return outputs
 
     def configure_optimizers(self):
         optimizer = hydra.utils.instantiate(self.optimizer_cfg)(self.net.parameters())

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from lab.context import RunContext
-from lab.errors import EXIT_STOPPED, USER_ERRORS, ResumeRefused
+from lab.errors import EXIT_STOPPED, USER_ERRORS, ResumeRefused, first_line
 from lab.run_files import FINISHED, read_results, save_results, write_json
 
 log = logging.getLogger("lab")
@@ -98,17 +98,6 @@ def log_file_only(text: str) -> None:
             handler.flush()
 
 
-def error_line(err: BaseException, limit: int = 300) -> str:
-    """An unexpected error as one line that keeps its cause: Hydra's "Error in call to target 'X':" and
-    torch's "Error(s) in loading state_dict for Classifier:" put the reason on the lines after the colon."""
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    text = lines[0] if lines else ""
-    if text.endswith(":") and len(lines) > 1:
-        text = f"{text} {lines[1]}"
-    line = f"{type(err).__name__}: {text}"
-    return line if len(line) <= limit else line[: limit - 3] + "..."
-
-
 def record_stop(cfg, ctx: RunContext, results: dict, keep_record: bool = False) -> bool:
     """Write a failed or interrupted status, but never over a finished run's results (a resume=true that
     stopped before training must not erase them); True when the run had finished. keep_record: keep the
@@ -129,7 +118,8 @@ def fail(cfg, ctx: RunContext, err: Exception, records_run: bool = True) -> str:
     a single new run began leaves no run dir: the line says everything (a sweep's job dir stays, for the
     report, and so does a resumed run's)."""
     user_error = isinstance(err, USER_ERRORS)
-    message = str(err) if user_error else error_line(err)
+    name = type(err).__name__
+    message = str(err) if user_error else f"{name}: {first_line(err, limit=300 - len(name) - 2)}"
     if not user_error:
         log_file_only("".join(traceback.format_exception(err)))
     if not records_run:

@@ -1,4 +1,4 @@
-"""EpochRecorder: the per-epoch half of the run dir contract (metrics.csv rows, timing, divergence)."""
+"""EpochRecorder: the per-epoch half of the run dir contract (metrics.csv rows, steps.csv, timing, divergence)."""
 import csv
 import io
 import logging
@@ -47,15 +47,19 @@ class AtomicCheckpoint(pl.callbacks.ModelCheckpoint):
 
 
 class EpochRecorder(pl.Callback):
-    """Times each epoch, appends its row to metrics.csv and stops a run whose loss is NaN/inf.
+    """Times each epoch, appends its row to metrics.csv, keeps the training loss of every `step_loss_every`-th
+    optimizer step for steps.csv, and stops a run whose loss is NaN/inf. `summary()` is what it learned.
 
     Rows already in metrics.csv from before a resume are kept; rows of epochs that are replayed are
     replaced, so an interrupted-and-resumed run ends with the same rows as an uninterrupted one."""
 
     def __init__(self, run_dir: Path, extra_columns=(), started_at: float | None = None,
-                 segment_started_at: float | None = None, progress_every_s: float | None = None):
+                 segment_started_at: float | None = None, progress_every_s: float | None = None,
+                 step_loss_every: int | None = None):
         self.path = Path(run_dir) / "metrics.csv"
         self.columns = METRIC_COLUMNS + list(extra_columns)
+        self.step_loss_every = step_loss_every
+        self.step_losses = []  # (step, loss on the device, or a float from a checkpoint) not yet in steps.csv
         self.diverged_epoch = None
         self.phase_start = None
         self.time_to_first_step_s = None  # imports (first job of a process), data loading, model build
@@ -89,16 +93,40 @@ class EpochRecorder(pl.Callback):
         """Saved in every checkpoint, also one taken mid-epoch (SIGTERM): the training phase under way counts."""
         now = time.perf_counter()
         running_s = now - self.phase_start if self.phase_start is not None else 0.0
+        # A checkpoint taken mid-epoch (SIGTERM) keeps the step losses not yet in steps.csv.
+        self.step_losses = self.take_step_losses()
         return {"train_time_s": self.train_time_s + running_s, "train_images": self.train_images,
                 "elapsed_s": self.earlier_segments_s + time.time() - self.segment_started_at,
                 "epoch_elapsed_s": now - self.epoch_start if self.epoch_start is not None else 0.0,
-                "processes": self.processes}
+                "processes": self.processes, "pending_step_losses": list(self.step_losses)}
 
     def load_state_dict(self, state: dict) -> None:
         self.train_time_s, self.train_images = state["train_time_s"], state["train_images"]
         self.earlier_segments_s = state.get("elapsed_s", 0.0)
         self.resumed_epoch_elapsed_s = state.get("epoch_elapsed_s", 0.0)
         self.processes = state.get("processes", 1) + 1
+        self.step_losses = [tuple(pair) for pair in state.get("pending_step_losses", [])]
+
+    def on_load_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        # Where an earlier lab kept them: beside the module's state.
+        if "pending_step_losses" in checkpoint and not self.step_losses:
+            self.step_losses = [tuple(pair) for pair in checkpoint["pending_step_losses"]]
+
+    def summary(self) -> dict:
+        """What the run's record takes from here: its training time and images over every process that trained it,
+        the wall time of the processes before this one, and the epoch its loss became NaN/inf (None: never)."""
+        return dict(diverged_epoch=self.diverged_epoch, train_time_s=self.train_time_s,
+                    train_images=self.train_images, earlier_processes_s=self.earlier_segments_s,
+                    time_to_first_step_s=self.time_to_first_step_s, processes=self.processes)
+
+    def take_step_losses(self) -> list[tuple[int, float]]:
+        """The kept (step, training loss) pairs, emptied. The losses still on the device (tensors; floats come
+        from a checkpoint) are stacked there and copied to the host once."""
+        on_device = [loss for _, loss in self.step_losses if torch.is_tensor(loss)]
+        copied = iter(torch.stack(on_device).float().cpu().tolist() if on_device else [])
+        pairs = [(step, next(copied) if torch.is_tensor(loss) else loss) for step, loss in self.step_losses]
+        self.step_losses = []
+        return pairs
 
     def on_exception(self, trainer, pl_module, exception):
         # SIGTERM (preemption, scancel, Ctrl-C via lab/trainer.py) stops after the batch: save it there.
@@ -119,6 +147,15 @@ class EpochRecorder(pl.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         self.train_images += len(batch[1])
+        # The step this batch's optimizer step was (global_step counts it already); gradient accumulation steps
+        # once every accumulate_grad_batches batches.
+        step = trainer.global_step - 1
+        stepped = (batch_idx + 1) % trainer.accumulate_grad_batches == 0
+        if self.step_loss_every and stepped and step % self.step_loss_every == 0 and outputs is not None:
+            loss = outputs["loss"].detach()  # on the device until the epoch ends
+            if trainer.accumulate_grad_batches > 1:  # Lightning hands over the loss divided for accumulation
+                loss = loss * trainer.accumulate_grad_batches
+            self.step_losses.append((step, loss))
         self.epoch_images += len(batch[1])
         if self.progress_every_s and time.perf_counter() - self.last_progress >= self.progress_every_s:
             self.log_progress(trainer, batch_idx + 1)
@@ -154,7 +191,7 @@ class EpochRecorder(pl.Callback):
         if not all(math.isfinite(metrics.get(k, 0.0)) for k in ("train_loss", "val_loss")):
             self.diverged_epoch = trainer.current_epoch
             trainer.should_stop = True
-        steps = pl_module.take_step_losses()
+        steps = self.take_step_losses()
         if not trainer.is_global_zero:
             return
         self.append(row)

@@ -9,14 +9,15 @@ import logging
 import math
 from pathlib import Path
 
-import torch
 from omegaconf import OmegaConf
 
+from lab.checkpoint import readable_checkpoint
 from lab.config import validate
 from lab.context import RunContext
 from lab.errors import CheckpointError, ConfigError, ResumeRefused
 from lab.keys import flatten
 from lab.run_files import print_results, write_json
+from lab.saved_config import todays_config
 
 log = logging.getLogger("lab")
 # What a resumed run may change: where files are, how long it runs, where it runs, how it logs. (A longer
@@ -74,9 +75,9 @@ def run_record(run_dir: Path, record: dict | None) -> dict | None:
         return record
     for name in ("last.ckpt", "best.ckpt"):
         path = run_dir / "checkpoints" / name
-        saved = ((read_checkpoint(path) if path.is_file() else None) or {}).get("hyper_parameters") or {}
+        saved = ((readable_checkpoint(path) if path.is_file() else None) or {}).get("hyper_parameters") or {}
         if saved.get("config") is not None:
-            return dict(record or {}, config=saved["config"], choices=saved.get("choices") or {},
+            return dict(record or {}, config=todays_config(saved["config"]), choices=saved.get("choices") or {},
                         seed=saved["config"].get("seed"))
     return record
 
@@ -96,7 +97,7 @@ def resume_checkpoint(run_dir: Path) -> Path | None:
     if not found:
         return None
     for path in found:
-        if read_checkpoint(path) is not None:
+        if readable_checkpoint(path) is not None:
             if path.name != "last.ckpt":
                 log.warning(f"resume: {folder / 'last.ckpt'} is missing or damaged: continuing from {path}, "
                             "so the epochs after it are trained again")
@@ -104,14 +105,6 @@ def resume_checkpoint(run_dir: Path) -> Path | None:
     raise CheckpointError(f"resume: every checkpoint in {folder} is damaged ({', '.join(p.name for p in found)} "
                           f"cannot be read), so the run cannot continue: delete {folder} to train it again from "
                           f"the start, or start a new run in another dir")
-
-
-def read_checkpoint(path: Path) -> dict | None:
-    """The checkpoint, memory-mapped (the weights are not read), or None when it is damaged."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception:
-        return None
 
 
 def differences(trained: dict, now: dict) -> list[str]:

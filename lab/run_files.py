@@ -11,6 +11,8 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
+from lab.saved_config import todays_config
+
 PREDICTIONS = "test_predictions.json"
 METRIC_COLUMNS = ["epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "epoch_time_s"]
 FINISHED = ("ok", "diverged")  # statuses that resume=true skips
@@ -45,10 +47,14 @@ def write_json(path: Path, data: dict) -> None:
 
 
 def read_results(run_dir: Path) -> dict | None:
+    """results.json, its config in today's layout (lab.saved_config), or None when there is none or it is damaged."""
     try:
-        return json.loads((Path(run_dir) / "results.json").read_text())
+        record = json.loads((Path(run_dir) / "results.json").read_text())
     except (OSError, json.JSONDecodeError):
         return None
+    if isinstance(record, dict) and isinstance(record.get("config"), dict):
+        record["config"] = todays_config(record["config"])
+    return record
 
 
 @functools.cache

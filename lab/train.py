@@ -58,20 +58,20 @@ def fit_and_test(cfg: DictConfig, ctx: RunContext, resume: bool) -> float:
     module, datamodule, trainer, recorder, plugged = build_run(cfg, ctx, started_at)
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
     # Read before testing: trainer.test(ckpt_path=best) restores callback state (EpochRecorder's totals).
-    results = dict(status="ok", test_acc=None, diverged_epoch=recorder.diverged_epoch,
-                   **run_facts(trainer, module, datamodule, recorder))
-    earlier_processes_s = recorder.earlier_segments_s
-    if recorder.diverged_epoch is not None:
+    trained = recorder.summary()
+    results = dict(status="ok", test_acc=None, diverged_epoch=trained["diverged_epoch"],
+                   **run_facts(trainer, module, datamodule, trained))
+    if trained["diverged_epoch"] is not None:
         results["status"] = "diverged"
-        log.warning(f"loss became NaN/inf in epoch {recorder.diverged_epoch}: stopped, status diverged")
+        log.warning(f"loss became NaN/inf in epoch {trained['diverged_epoch']}: stopped, status diverged")
     else:
-        results.update(test_checkpoints(trainer, module, datamodule))
+        scores, predicted = test_checkpoints(trainer, module, datamodule)
+        results.update(scores)
         if trainer.is_global_zero and trainer.world_size == 1:  # DDP ranks each hold a share of the predictions
-            save_predictions(ctx.run_dir, module.test_predicted, datamodule.data.test_labels,
-                             results["scored_checkpoint"])
+            save_predictions(ctx.run_dir, predicted, datamodule.data.test_labels, results["scored_checkpoint"])
     for callback in plugged:  # what a sweeper's callback adds (a tuning trial its pruner stopped: pruned)
         results.update(callback.record())
-    results.update(total_time_s=round(earlier_processes_s + time.perf_counter() - start, 3),
+    results.update(total_time_s=round(trained["earlier_processes_s"] + time.perf_counter() - start, 3),
                    started_at=round(started_at, 3), finished_at=round(time.time(), 3))
     if trainer.is_global_zero:
         save_results(cfg, ctx, results)
@@ -99,6 +99,7 @@ def build_run(cfg: DictConfig, ctx: RunContext, started_at: float):
     from lab.dataset import load_training_data
     from lab.dataset.loader import DataModule
     from lab.distill import build_distiller
+    from lab.ema import build_ema
     from lab.model import build_model, ready_to_train
     from lab.module import Classifier
     from lab.recorder import EpochRecorder
@@ -108,48 +109,53 @@ def build_run(cfg: DictConfig, ctx: RunContext, started_at: float):
     set_cpu_threads(cfg.cpu_threads, ctx.omp_threads_set)
     on_cuda = uses_cuda(cfg.trainer)
     data = load_training_data(cfg.dataset, cfg.paths.data_dir, cfg.seed, on_cuda)  # every image kept on the device
-    net = build_model(cfg.model, data.num_classes, data.channels)  # before the teacher: same seed, same init
+    # Before the teacher: same seed, same init.
+    net = build_model(cfg.model, data.num_classes, data.channels, data.image_size)
     net, channels_last = ready_to_train(net, cfg.model, on_cuda)
     distiller = build_distiller(cfg.distill, data, channels_last)
-    hparams = dict(model=OmegaConf.to_container(cfg.model), num_classes=data.num_classes, in_channels=data.channels,
+    hparams = dict(model=OmegaConf.to_container(cfg.model, resolve=True), num_classes=data.num_classes,
+                   in_channels=data.channels,
                    image_size=data.image_size, class_names=list(data.class_names), mean=list(data.mean),
                    std=list(data.std), dataset=data.dataset_name, config=OmegaConf.to_container(cfg, resolve=True),
                    choices=ctx.choices)
     module = Classifier(net, hparams, cfg.optimizer, cfg.scheduler, distiller, cfg.loss.label_smoothing,
-                        cfg.step_loss_every)
-    datamodule = DataModule(data, cfg.dataset, cfg.seed, channels_last)
+                        cfg.test_tta)
+    datamodule = DataModule(data, cfg.dataset, cfg.seed, channels_last, cfg.augment)
     recorder = EpochRecorder(ctx.run_dir, ["train_ce", "train_distill"] if distiller else [], ctx.job_started_at,
                              segment_started_at=started_at,
-                             progress_every_s=None if shows_progress_bar() else cfg.progress_every_s)
+                             progress_every_s=None if shows_progress_bar() else cfg.progress_every_s,
+                             step_loss_every=cfg.step_loss_every)
     plugged = [c for c in (hydra.utils.get_method(path)(cfg, ctx) for path in ctx.job_callbacks) if c is not None]
-    trainer = build_trainer(cfg, ctx.run_dir, [recorder, *plugged])
+    ema = build_ema(cfg.get("ema"))
+    trainer = build_trainer(cfg, ctx.run_dir, [recorder, *plugged, *([ema] if ema else [])])
     return module, datamodule, trainer, recorder, plugged
 
 
-def test_checkpoints(trainer, module, datamodule) -> dict:
-    """Test the last weights and, when validation is a held-out split, the best-validation checkpoint.
-    With val_split=0 the "best" checkpoint was picked on the test set: neither its accuracy nor that
-    validation (test) peak is reported."""
-    last = score_test_set(trainer, module, datamodule)
+def test_checkpoints(trainer, module, datamodule) -> tuple[dict, torch.Tensor | None]:
+    """Test the last weights and, when validation is a held-out split, the best-validation checkpoint; -> (scores,
+    each test image's predicted class from the scored checkpoint). With val_split=0 the "best" checkpoint was picked
+    on the test set: neither its accuracy nor that validation (test) peak is reported."""
+    last, predicted = score_test_set(trainer, module, datamodule)
     checkpoint = trainer.checkpoint_callback
     best_path = checkpoint.best_model_path if checkpoint else ""
     held_out = not datamodule.data.val_is_test  # else its best epoch is picked on test data
     scores = dict(last, test_acc_last=last["test_acc"], test_acc_best=None, scored_checkpoint="last",
                   best_val_acc=float(checkpoint.best_model_score) if best_path and held_out else None)
-    if best_path and held_out:  # the module's test predictions are then best.ckpt's
-        best = score_test_set(trainer, module, datamodule, ckpt_path=best_path)
+    if best_path and held_out:
+        best, predicted = score_test_set(trainer, module, datamodule, ckpt_path=best_path)
         scores.update(best, test_acc_best=best["test_acc"], scored_checkpoint="best")
-    return scores
+    return scores, predicted
 
 
-def score_test_set(trainer, module, datamodule, ckpt_path=None) -> dict:
+def score_test_set(trainer, module, datamodule, ckpt_path=None) -> tuple[dict, torch.Tensor | None]:
     trainer.test(module, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False, weights_only=True)
     metrics = trainer.callback_metrics  # empty with trainer.limit_test_batches=0
     scores = {k: float(metrics[k]) if k in metrics else None for k in ("test_acc", "test_acc_top5", "test_loss")}
-    if module.per_class_acc is not None:
-        scores["per_class_acc"] = per_class_scores(module.hparams["class_names"], module.per_class_acc,
+    outputs = module.take_test_outputs()
+    if outputs.get("per_class_acc") is not None:
+        scores["per_class_acc"] = per_class_scores(module.hparams["class_names"], outputs["per_class_acc"],
                                                    datamodule.data.test_labels)
-    return scores
+    return scores, outputs.get("predicted")
 
 
 def per_class_scores(class_names, accuracy: torch.Tensor, test_labels: torch.Tensor) -> dict:
@@ -159,18 +165,20 @@ def per_class_scores(class_names, accuracy: torch.Tensor, test_labels: torch.Ten
     return {name: round(float(acc), 4) if n else None for name, acc, n in zip(class_names, accuracy, support)}
 
 
-def run_facts(trainer, module, datamodule, recorder) -> dict:
-    """What results.json says about the run besides accuracy: size, speed, precision, device, data."""
+def run_facts(trainer, module, datamodule, trained: dict) -> dict:
+    """What results.json says about the run besides accuracy: size, speed, precision, device, data. `trained` is
+    EpochRecorder.summary()."""
     from lab.model import count_params
 
-    images = recorder.train_images * trainer.world_size  # EpochRecorder counts rank 0's share
-    return dict(epochs=trainer.current_epoch, train_time_s=round(recorder.train_time_s, 3),
-                images_per_s=round(images / max(recorder.train_time_s, 1e-9), 1), world_size=trainer.world_size,
-                time_to_first_step_s=recorder.time_to_first_step_s, params=count_params(module.net),
+    images = trained["train_images"] * trainer.world_size  # EpochRecorder counts rank 0's share
+    train_time_s = trained["train_time_s"]
+    return dict(epochs=trainer.current_epoch, train_time_s=round(train_time_s, 3),
+                images_per_s=round(images / max(train_time_s, 1e-9), 1), world_size=trainer.world_size,
+                time_to_first_step_s=trained["time_to_first_step_s"], params=count_params(module.net),
                 precision=str(trainer.precision), device=str(trainer.strategy.root_device),
                 teacher_val_acc=module.distiller.val_acc if module.distiller else None,
                 num_classes=module.hparams["num_classes"], test_images=len(datamodule.data.test_labels),
-                processes=recorder.processes,  # the times and image counts cover every process of the run
+                processes=trained["processes"],  # the times and image counts cover every process of the run
                 cpu_threads=torch.get_num_threads())
 
 

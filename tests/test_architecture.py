@@ -131,7 +131,8 @@ def test_a_plain_run_loads_only_the_run(digits_run):
     lab_modules = sorted(m for m in loaded if m == "lab" or m.startswith("lab."))
     assert "lab.model" in lab_modules and "lab.trainer" in lab_modules  # the listing is real
     assert [m for m in lab_modules if package_of(m) != "lab"] == []
-    assert len(lab_modules) + 1 <= 18, lab_modules  # + lab.train itself, which runs as __main__
+    # + lab.train itself, which runs as __main__: the training core, nothing of the report or sweep code
+    assert len(lab_modules) + 1 <= 22, lab_modules
 
 
 def test_files_stay_near_300_lines():

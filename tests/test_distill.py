@@ -90,7 +90,7 @@ def teacher_ckpt(tmp_path_factory):
 
 def test_teacher_for_another_dataset_is_refused_with_both_named(teacher_ckpt):
     cfg = compose(["distill=soft_target", f"distill.teacher_ckpt={teacher_ckpt}"])
-    with pytest.raises(ConfigError, match=r"digits with 10 classes.*fake with 100"):
+    with pytest.raises(CheckpointError, match=r"digits with 10 classes.*fake with 100"):
         build_distiller(cfg.distill, tiny_data("fake", 100))
 
 

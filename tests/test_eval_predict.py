@@ -105,7 +105,7 @@ def test_eval_refuses_other_classes_and_missing_checkpoints(trained, tmp_path):
 
     _, run_dir, _ = trained
     colour_folder(tmp_path / "colours", {"train_dataset": 2, "test_dataset": 1})
-    with pytest.raises(DataError, match="do not match .*best.ckpt"):
+    with pytest.raises(CheckpointError, match="do not match .*best.ckpt"):
         run_in_process(evaluate, "eval", [f"ckpt_path={run_dir / 'checkpoints' / 'best.ckpt'}", "dataset=imagefolder",
                                           f"dataset.root={tmp_path / 'colours'}",
                                           f"paths.data_dir={tmp_path / 'data'}"], tmp_path)

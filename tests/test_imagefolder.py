@@ -173,7 +173,7 @@ def test_missing_root_and_unset_root_are_errors(tmp_path):
 
 def test_config_defaults_keep_mirror_images_apart():
     cfg = compose(["dataset=imagefolder"])
-    assert cfg.dataset.augment.flip is False and cfg.dataset.augment.crop_padding == 0
+    assert cfg.augment.flip is False and cfg.augment.crop_padding == 0
     assert cfg.dataset.mean is None and cfg.dataset.image_size == 32
     cifar = compose(["dataset=cifar100"]).dataset
     assert set(cifar) - {"name"} <= set(cfg.dataset)
@@ -185,8 +185,8 @@ def test_traffic_signs_experiment_is_the_labs_setting():
     assert (cfg.dataset.name, cfg.dataset.root, cfg.dataset.image_size) == ("imagefolder", "/somewhere", 32)
     # batch 64, not the lab's 256: a few hundred images must make 10+ steps an epoch (tests/test_stability.py)
     assert (cfg.dataset.batch_size, cfg.trainer.max_epochs, cfg.optimizer.lr) == (64, 50, 0.03)
-    assert cfg.model.name == "resnet10" and cfg.optimizer._target_ == "torch.optim.SGD"
-    assert not cfg.dataset.augment.flip and cfg.dataset.augment.crop_padding == 0
+    assert cfg.model.layers == [1, 1, 1, 1] and cfg.optimizer._target_ == "torch.optim.SGD"
+    assert not cfg.augment.flip and cfg.augment.crop_padding == 0
 
 
 def test_gtsrb_download_failure_is_one_line(tmp_path, monkeypatch):

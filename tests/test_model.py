@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from lab.errors import ConfigError
 from lab.model import build_model, count_params
 from tests.conftest import compose
 
@@ -25,5 +26,5 @@ def test_cifar_stem_keeps_resolution_and_head_follows_class_count():
 
 
 def test_unknown_block_is_named():
-    with pytest.raises(ValueError, match="model.block"):
+    with pytest.raises(ConfigError, match="model.block='dense' is not allowed: must be basic or bottleneck"):
         build_model({"block": "dense", "layers": [1]}, 10, 3)

@@ -94,8 +94,8 @@ def test_ddp_on_cpu_with_two_processes(tmp_path):
 
 
 def test_ddp_under_multirun_is_refused_with_the_launcher_route(tmp_path):
-    """Set in a yaml (here a config dir's trainer option, so lab.cli's command-line check cannot see it): the
-    sweep's check of every job refuses it in one line before any job (the typed case: the test below)."""
+    """Set in a yaml (here a config dir's trainer option): the sweep's check of every job refuses it in one line
+    before any job (the cases it tells apart: the test below)."""
     (tmp_path / "conf" / "trainer").mkdir(parents=True)
     (tmp_path / "conf" / "trainer" / "two.yaml").write_text("defaults: [ddp]\n")
     proc = run_train("-m", f"--config-dir={tmp_path / 'conf'}", "trainer=two", "dataset=digits", "seed=1,2",
@@ -104,17 +104,26 @@ def test_ddp_under_multirun_is_refused_with_the_launcher_route(tmp_path):
     assert "Traceback" not in proc.stderr and not (tmp_path / "yaml" / "seed=1").exists()
 
 
-@pytest.mark.parametrize("argv,refused", [
-    (["-m", "trainer=ddp"], True), (["-m", "trainer.devices=4"], True), (["-m", "trainer.devices=1,2"], True),
-    (["-m", "trainer.devices=[0,1]"], True), (["-m", "trainer=ddp", "trainer.devices=1"], False),
-    (["trainer=ddp"], False), (["-m", "trainer=ddp", "hydra/launcher=slurm"], False), (["-m", "seed=1,2"], False),
+@pytest.mark.parametrize("overrides,refused", [
+    (["trainer=ddp"], True), (["trainer.devices=4"], True), (["trainer.devices=[0,1]"], True),
+    (["trainer=ddp", "trainer.devices=1"], False), (["trainer.num_nodes=2"], True), (["seed=2"], False),
 ])
-def test_ddp_typed_under_multirun_is_refused_before_hydra(argv, refused):
-    from lab.cli import check_ddp_under_multirun
-    from lab.errors import ConfigError
+def test_ddp_in_a_sweeps_job_is_refused(tmp_path, overrides, refused):
+    """The check every -m sweep runs on each job before the first one starts (typed or set in a yaml alike; the
+    Slurm launchers start every rank with srun and skip it: lab.sweeps.jobs)."""
+    from omegaconf import open_dict
 
+    from lab.config import check_ddp_outside_sweeps
+    from lab.context import RunContext
+    from lab.errors import ConfigError
+    from tests.conftest import compose
+
+    cfg = compose(overrides)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    check_ddp_outside_sweeps(cfg, RunContext(run_dir=tmp_path))  # a single run may use DDP
     if refused:
         with pytest.raises(ConfigError, match="cannot run under -m"):
-            check_ddp_under_multirun(argv)
+            check_ddp_outside_sweeps(cfg, RunContext(run_dir=tmp_path, in_sweep=True))
     else:
-        check_ddp_under_multirun(argv)
+        check_ddp_outside_sweeps(cfg, RunContext(run_dir=tmp_path, in_sweep=True))

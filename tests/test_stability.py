@@ -12,7 +12,9 @@ import torch
 import torch.nn.functional as F
 
 from lab.dataset.loader import DataModule, few_steps_warning
-from lab.model import Bottleneck, build_model
+from lab.errors import ConfigError
+from lab.model import build_model
+from lab.model.resnet import Bottleneck
 from lab.module import Classifier
 from lab.scheduler import LinearWarmup, build_scheduler
 from tests.conftest import compose, results, run_train
@@ -125,7 +127,7 @@ def test_avgpool_shortcut_sees_every_pixel_where_a_strided_conv_keeps_one_in_fou
 
 
 def test_unknown_shortcut_is_named():
-    with pytest.raises(ValueError, match="model.shortcut"):
+    with pytest.raises(ConfigError, match="model.shortcut='maxpool' is not allowed: must be conv or avgpool"):
         build_model({"block": "basic", "layers": [1], "shortcut": "maxpool"}, 10, 3)
 
 

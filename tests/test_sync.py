@@ -128,15 +128,21 @@ def write_teacher(cfg, path) -> str:
     return str(path)
 
 
-@pytest.mark.parametrize("accelerator,distill", [("cpu", "none"), ("cpu", "both"), pytest.param(
-    "gpu", "both", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device"))])
-def test_training_and_validation_loops_never_wait_for_the_device(tmp_path, accelerator, distill):
+# Every augmentation op and the EMA update are in the loops seen: erasing and a mix in each case, cutmix with the
+# teacher's forward (distillation sees the mixed images), mixup without.
+AUGMENT = ["augment.erase_p=0.5", "augment.mix_p=1.0", "ema.decay=0.9"]
+
+
+@pytest.mark.parametrize("accelerator,distill,mix", [("cpu", "none", "mixup"), ("cpu", "both", "cutmix"), pytest.param(
+    "gpu", "both", "cutmix", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device"))])
+def test_training_and_validation_loops_never_wait_for_the_device(tmp_path, accelerator, distill, mix):
     from lab.context import RunContext
+    from lab.ema import EMA
     from lab.train import build_run
 
     cfg = compose(["dataset=fake", "dataset.train_size=320", "dataset.test_size=64", "dataset.batch_size=32",
                    "model.base_width=8", f"trainer.accelerator={accelerator}", "trainer.max_epochs=2", "~logger",
-                   f"distill={distill}"])
+                   f"distill={distill}", f"augment.mix={mix}", *AUGMENT])
     with open_dict(cfg):
         del cfg["hydra"]  # lab.train's main gets the config without Hydra's own node
         if distill != "none":
@@ -145,8 +151,10 @@ def test_training_and_validation_loops_never_wait_for_the_device(tmp_path, accel
     recorder = RecordSecondEpoch()
     trainer.callbacks.append(recorder)
     trainer.fit(module, datamodule=datamodule)
-    assert cfg.dataset.augment.flip and cfg.dataset.augment.crop_padding  # the augmented path is the one seen
+    assert cfg.augment.flip and cfg.augment.crop_padding  # the augmented path is the one seen
     assert (module.distiller is not None) == (distill != "none")
+    ema = next(c for c in trainer.callbacks if isinstance(c, EMA))
+    assert int(ema._average_model.n_averaged) == trainer.global_step  # it really updated every step
     assert recorder.train.ops.ops > 1000 and recorder.val.ops.ops > 100  # the windows really covered the loops
     assert recorder.train.found == [], "training loop waits for the device"
     assert recorder.val.found == [], "validation loop waits for the device"

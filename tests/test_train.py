@@ -70,14 +70,21 @@ def test_a_class_without_test_images_has_no_per_class_accuracy():
     assert scores == {"a": 0.5, "b": None, "c": 1.0}
 
 
-def test_error_line_keeps_the_cause_that_follows_a_colon():
-    from lab.outcome import error_line
+def test_an_errors_line_keeps_the_cause_that_follows_a_colon():
+    from lab.errors import first_line
 
     err = RuntimeError("Error(s) in loading state_dict for Classifier:\n\tsize mismatch for net.fc.weight")
-    assert error_line(err) == ("RuntimeError: Error(s) in loading state_dict for Classifier: "
-                               "size mismatch for net.fc.weight")
-    assert error_line(ValueError("bad value\nsecond line")) == "ValueError: bad value"
-    assert len(error_line(ValueError("x" * 1000))) == 300
+    assert first_line(err) == "Error(s) in loading state_dict for Classifier: size mismatch for net.fc.weight"
+    assert first_line(ValueError("bad value\nsecond line")) == "bad value"
+    assert len(first_line(ValueError("x" * 1000))) == 300 and first_line(ValueError()) == "ValueError"
+
+
+def test_an_unexpected_error_is_one_line_with_its_type(tmp_path):
+    from lab.context import RunContext
+    from lab.outcome import fail
+
+    message = fail({}, RunContext(run_dir=tmp_path), ValueError("x" * 1000 + "\nsecond line"), records_run=False)
+    assert message.startswith("ValueError: xxx") and len(message) == 300 and "second" not in message
 
 
 def test_metrics_csv_has_one_row_per_epoch(digits_run):

@@ -1,5 +1,5 @@
-"""python -m lab.bench's machine facts and its data-path section: lab's on-device loader against the usual
-worker-process loader, on CIFAR-shaped uint8 images."""
+"""python -m lab.bench's machine facts and its data-path section: lab's on-device loader (crop + flip, and with
+random erasing and cutmix on too) against the usual worker-process loader, on CIFAR-shaped uint8 images."""
 import os
 import time
 from pathlib import Path
@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
+from lab.augment import Augment
 from lab.config import CONF
 from lab.dataset.loader import DeviceLoader
 
@@ -52,9 +53,14 @@ def fake_cifar(n: int, seed: int = 0):
             torch.randint(0, 100, (n,), generator=gen))
 
 
-def lab_loader(images, labels, batch: int, device, channels_last=True) -> DeviceLoader:
+# crop + flip: CIFAR's standard; every op: random erasing and cutmix on top (augment.erase_p=0.5 augment.mix=cutmix).
+CROP_FLIP = Augment(crop_padding=4, flip=True)
+EVERY_OP = Augment(crop_padding=4, flip=True, erase_p=0.5, mix="cutmix", mix_alpha=1.0, num_classes=100)
+
+
+def lab_loader(images, labels, batch: int, device, channels_last=True, augment=CROP_FLIP) -> DeviceLoader:
     return DeviceLoader(images.to(device), labels.to(device), batch, MEAN, STD, shuffle=True, drop_last=True,
-                        crop_padding=4, flip=True, seed=0, channels_last=channels_last)
+                        augment=augment, seed=0, channels_last=channels_last)
 
 
 def seed_style_loader(images, labels, batch: int, workers: int, pin: bool):
@@ -100,8 +106,10 @@ def data_section(device, batch: int, quick: bool) -> dict:
     workers = os.cpu_count()
     lab_batches = n // batch - 3
     lab = images_per_s(lab_loader(images, labels, batch, device), device, lab_batches)
+    every_op = images_per_s(lab_loader(images, labels, batch, device, augment=EVERY_OP), device, lab_batches)
     seed_batches = min(40 if quick else 150, n // batch - 3)
     seed = images_per_s(seed_style_loader(images, labels, batch, workers, device.type == "cuda"), device,
                         seed_batches)
-    return dict(lab_images_per_s=round(lab), seed_style_images_per_s=round(seed), workers=workers,
-                batch_size=batch, data_speedup=round(lab / seed, 1))
+    return dict(lab_images_per_s=round(lab), lab_erase_cutmix_images_per_s=round(every_op),
+                seed_style_images_per_s=round(seed), workers=workers, batch_size=batch,
+                data_speedup=round(lab / seed, 1))

@@ -1,13 +1,14 @@
 """The data path: uint8 tensors on the training device, batches sliced from a permutation, augmentation as
-batched tensor ops, and the DataModule that serves an ImageData's splits this way to Lightning. No per-sample
-__getitem__ and no collate: a PIL pipeline costs ~300 us of core time per 32x32 image (BENCHMARKS.md), which
+batched tensor ops (lab/augment.py), and the DataModule that serves an ImageData's splits this way to Lightning. No
+per-sample __getitem__ and no collate: a PIL pipeline costs ~300 us of core time per 32x32 image (BENCHMARKS.md), which
 starves a GPU; indexing a resident tensor costs almost nothing."""
 import logging
 import math
 
 import pytorch_lightning as pl
 import torch
-import torch.nn.functional as F
+
+from lab.augment import Augment, build_augment
 
 log = logging.getLogger("lab")
 # Below this many optimizer steps an epoch, batch-norm statistics and the lr schedule get few updates:
@@ -20,27 +21,9 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch * 7919) % (2**63)
 
 
-def random_crop(images: torch.Tensor, padding: int, generator: torch.Generator) -> torch.Tensor:
-    """Zero-pad by `padding` and take a random HxW window per image (torchvision RandomCrop(padding=p)).
-
-    unfold gives a view of every window, [N, C, 2p+1, 2p+1, H, W], so picking one per image is a single
-    gather: 2.7x faster on CPU than building per-pixel int64 index tensors."""
-    n, c, h, w = images.shape
-    windows = F.pad(images, (padding, padding, padding, padding)).unfold(2, h, 1).unfold(3, w, 1)
-    dy = torch.randint(0, 2 * padding + 1, (n,), device=images.device, generator=generator)
-    dx = torch.randint(0, 2 * padding + 1, (n,), device=images.device, generator=generator)
-    return windows[torch.arange(n, device=images.device), :, dy, dx]
-
-
-def random_flip(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Mirror a random half of the batch. One torch.where over a per-image mask: indexing with the boolean
-    mask (images[flip]) needs its count of True values on the host, a CPU-GPU sync on every batch."""
-    flip = torch.rand(images.shape[0], device=images.device, generator=generator) < 0.5
-    return torch.where(flip.view(-1, 1, 1, 1), images.flip(3), images)
-
-
 class DeviceLoader:
-    """Iterable of (normalised float images, int64 labels) batches; len() is batches per epoch.
+    """Iterable of (normalised float images, targets) batches: int64 labels, or soft targets [N, classes] where
+`augment` mixed the batch; len() is batches per epoch.
 
     `epoch_fn` tells which epoch is starting: the permutation depends only on (seed, epoch) and each batch's
     augmentation only on (seed, epoch, batch). So a run resumed mid-epoch (state_dict/load_state_dict, which
@@ -50,11 +33,11 @@ class DeviceLoader:
     """
 
     def __init__(self, images, labels, batch_size: int, mean, std, *, shuffle: bool, drop_last: bool,
-                 crop_padding: int = 0, flip: bool = False, seed: int = 0, epoch_fn=lambda: 0,
+                 augment: Augment | None = None, seed: int = 0, epoch_fn=lambda: 0,
                  rank: int = 0, world_size: int = 1, channels_last: bool = True, progress_fn=lambda: 0):
         self.images, self.labels = images, labels
         self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
-        self.crop_padding, self.flip = crop_padding, flip
+        self.augment = augment or Augment()
         self.seed, self.epoch_fn, self.progress_fn = seed, epoch_fn, progress_fn
         self.resume_point = None  # (epoch, batches already trained) from a mid-epoch checkpoint
         self.rank, self.world_size = rank, world_size
@@ -97,15 +80,13 @@ class DeviceLoader:
         self.resume_point = None
         for batch in range(first, len(self)):
             idx = order[batch * self.batch_size : (batch + 1) * self.batch_size]
-            x = self.images[idx]
-            if self.crop_padding or self.flip:
-                # Each DDP rank draws its own crops and flips; one process (rank 0 of 1) gets batch + 1.
-                gen.manual_seed(epoch_seed(self.seed, epoch) + (batch + 1) * self.world_size + self.rank)
-            if self.crop_padding:
-                x = random_crop(x, self.crop_padding, gen)
-            if self.flip:
-                x = random_flip(x, gen)
-            yield self.normalize(x), self.labels[idx]
+            if not self.augment.draws:
+                yield self.normalize(self.images[idx]), self.labels[idx]
+                continue
+            # Each DDP rank draws its own augmentation; one process (rank 0 of 1) gets batch + 1.
+            batch_seed = epoch_seed(self.seed, epoch) + (batch + 1) * self.world_size + self.rank
+            gen.manual_seed(batch_seed)
+            yield self.augment(self.images[idx], self.labels[idx], self.normalize, gen, batch_seed)
 
 
 def few_steps_warning(train_images: int, batch_size: int, world_size: int = 1,
@@ -126,11 +107,13 @@ def few_steps_warning(train_images: int, batch_size: int, world_size: int = 1,
 
 class DataModule(pl.LightningDataModule):
     """Lightning's view of an ImageData (lab.dataset): three DeviceLoaders on the device Lightning chose, with
-    dataset.batch_size and dataset.augment from the conf/dataset node `cfg`."""
+    dataset.batch_size from the conf/dataset node `cfg` and the training batches augmented as the conf/augment node
+    `augment_cfg` says."""
 
-    def __init__(self, data, cfg, seed: int, channels_last: bool):
+    def __init__(self, data, cfg, seed: int, channels_last: bool, augment_cfg=None):
         super().__init__()
-        self.data, self.batch_size, self.augment = data, cfg.batch_size, cfg.augment
+        self.data, self.batch_size = data, cfg.batch_size
+        self.augment = build_augment(augment_cfg, data.num_classes) if augment_cfg is not None else Augment()
         self.seed, self.channels_last = seed, channels_last
         self.device = None
 
@@ -166,8 +149,7 @@ class DataModule(pl.LightningDataModule):
             images, labels, self.batch_size if train else eval_batch, self.data.mean,
             self.data.std, shuffle=train,
             drop_last=train and len(labels) // trainer.world_size >= self.batch_size,  # per-rank share
-            crop_padding=self.augment.crop_padding if train else 0,
-            flip=bool(self.augment.flip) if train else False, seed=self.seed,
+            augment=self.augment if train else None, seed=self.seed,
             epoch_fn=lambda: trainer.current_epoch, rank=trainer.global_rank,
             world_size=trainer.world_size, channels_last=self.channels_last,
             progress_fn=lambda: trainer.fit_loop.epoch_loop.batch_progress.current.completed)

@@ -22,9 +22,9 @@ def part(key: str, value) -> str:
         return OPTIONS[key].get(str(value), str(value))
     if key == "optimizer.lr":
         return f"lr {number(value)}"
-    if key == "dataset.augment.flip":
+    if key == "augment.flip":
         return "flip" if str(value).lower() == "true" else "no flip"
-    if key == "dataset.augment.crop_padding":
+    if key == "augment.crop_padding":
         return f"crop {value}" if value not in (0, "0") else "no crop"
     return f"{key.split('.')[-1]} {number(value)}"
 

@@ -1,16 +1,14 @@
-"""CIFAR-form ResNets (conf/model/): 3x3 stride-1 stem, no max-pool, global average pool, linear head.
+"""CIFAR-form ResNets (conf/model/resnet*.yaml): 3x3 stride-1 stem, no max-pool, global average pool, linear head.
 
 An ImageNet stem (7x7 stride 2 + max-pool) throws away 3/4 of a 32x32 image before the first block and costs ~15
 points on CIFAR-100, so every depth here uses the CIFAR stem. Bottleneck nets (resnet50) start each residual
 branch at zero (model.zero_init_residual, Goyal et al. 2017) and average-pool in their projection shortcuts
 (model.shortcut=avgpool, ResNet-D of He et al. 2019): without both the ResNet50 blows up in its first epoch
-(BENCHMARKS.md, "ResNet50 stability"). Every model key is read here."""
-import logging
-
+(BENCHMARKS.md, "ResNet50 stability")."""
 import torch
 from torch import nn
 
-log = logging.getLogger("lab")
+from lab.errors import ConfigError
 
 
 def conv3x3(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
@@ -95,32 +93,22 @@ class ResNet(nn.Module):
         return self.head(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
 
 
-def build_model(model_cfg, num_classes: int, in_channels: int) -> ResNet:
-    """The net of a conf/model option; the arguments are all plain, so a checkpoint can rebuild it."""
-    if model_cfg["block"] not in BLOCKS:
-        raise ValueError(f"model.block={model_cfg['block']!r} is not one of {sorted(BLOCKS)}")
-    kind = model_cfg.get("shortcut", "conv")  # checkpoints from before the key: conv
-    if kind not in SHORTCUTS:
-        raise ValueError(f"model.shortcut={kind!r} is not one of {list(SHORTCUTS)}")
-    return ResNet(model_cfg["block"], list(model_cfg["layers"]), num_classes, in_channels,
-                  model_cfg.get("base_width", 64), bool(model_cfg.get("zero_init_residual", False)), kind)
+def resnet(num_classes: int, in_channels: int, block: str = "basic", layers=(2, 2, 2, 2), base_width: int = 64,
+           zero_init_residual: bool = False, shortcut: str = "conv") -> ResNet:
+    """conf/model/resnet*.yaml's builder: model.block, model.layers, model.base_width, model.zero_init_residual and
+    model.shortcut are its keys, checked here."""
+    layers = list(layers)
+    checks = [("block", block, block in BLOCKS, " or ".join(BLOCKS)),
+              ("layers", layers, len(layers) > 0 and all(is_count(n) for n in layers),
+               "a list of block counts >= 1, e.g. [2, 2, 2, 2]"),
+              ("base_width", base_width, is_count(base_width), "an integer >= 1, e.g. 64"),
+              ("zero_init_residual", zero_init_residual, isinstance(zero_init_residual, bool), "true or false"),
+              ("shortcut", shortcut, shortcut in SHORTCUTS, " or ".join(SHORTCUTS))]
+    for key, value, ok, allowed in checks:
+        if not ok:
+            raise ConfigError(f"model.{key}={value!r} is not allowed: must be {allowed} (set it with model.{key}=...)")
+    return ResNet(block, layers, num_classes, in_channels, base_width, zero_init_residual, shortcut)
 
 
-def ready_to_train(net: ResNet, model_cfg, on_cuda: bool) -> tuple[nn.Module, bool]:
-    """The net in the memory layout it trains in, compiled when model.compile asks; -> (net, channels_last).
-    channels_last is skipped where it hangs: on the CPU, oneDNN (torch 2.14) segfaults or spins forever in the
-    backward pass of channels_last convolutions this narrow (seen with base_width 2, 3, 4 and 6)."""
-    channels_last = model_cfg.channels_last
-    if channels_last and model_cfg.base_width < 8 and not on_cuda:
-        log.warning(f"model.channels_last ignored: model.base_width={model_cfg.base_width} is under 8, where "
-                    "channels_last convolutions hang or crash on the CPU (oneDNN); training in the default layout")
-        channels_last = False
-    if channels_last:
-        net = net.to(memory_format=torch.channels_last)
-    if model_cfg.compile:
-        net.compile()  # in place: the state_dict keeps its keys (torch.compile(net) would prefix _orig_mod.)
-    return net, channels_last
-
-
-def count_params(net: nn.Module) -> int:
-    return sum(p.numel() for p in net.parameters())
+def is_count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
