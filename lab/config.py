@@ -79,6 +79,7 @@ RULES = [
     ("augment.mix_alpha", lambda v: is_number(v) and v > 0, "a number > 0 (Beta(alpha, alpha)), e.g. 1.0"),
     ("augment.mix_p", lambda v: is_number(v) and 0 <= v <= 1, "a probability in [0, 1] per batch, e.g. 0.5"),
     ("ema.decay", lambda v: v is None or (is_number(v) and 0 < v < 1), "a number in (0, 1), e.g. 0.999, or null (off)"),
+    ("ema.warmup", lambda v: v is None or isinstance(v, bool), "true or false"),
     ("test_tta", lambda v: v in TTA_MODES, "one of " + ", ".join(TTA_MODES)),
     ("dataset.image_size", lambda v: v is None or (is_int(v) and v >= 1), "an integer >= 1, e.g. 32"),
     ("dataset.test_split", lambda v: v is None or (is_number(v) and 0 < v < 1), "a number in (0, 1), e.g. 0.2"),

@@ -30,6 +30,6 @@ def todays_config(config: dict | None) -> dict | None:
         old = dataset.pop("augment")
         dataset.update(crop_padding=old.get("crop_padding", 0), flip=old.get("flip", False))
         config["augment"] = dict(crop_padding=dataset["crop_padding"], flip=dataset["flip"], **OFF_BEFORE_AUGMENT_GROUP)
-        config.setdefault("ema", {"decay": None})
+        config.setdefault("ema", {"decay": None, "warmup": True})
         config.setdefault("test_tta", "none")
     return config

@@ -61,7 +61,17 @@ def study_runs(out: Path, steps: list[str]) -> list[dict]:
 
 
 def matches(results: dict, arm: dict) -> bool:
-    return all(same_value(config_value(results, key), wanted) for key, wanted in arm.items())
+    """Every value of the arm is the run's; an arm's null (ema.decay: null) matches a key the run set to null."""
+    return all(is_null(results, key) if wanted is None else same_value(config_value(results, key), wanted)
+               for key, wanted in arm.items())
+
+
+def is_null(results: dict, key: str) -> bool:
+    *path, last = key.split(".")
+    node = results.get("config") or {}
+    for part in path:
+        node = node.get(part) if isinstance(node, dict) else None
+    return isinstance(node, dict) and last in node and node[last] is None
 
 
 def arm_runs(runs: list[dict], steps: list[str], arm: dict, statuses=("ok", "diverged")) -> tuple[dict, str | None]:

@@ -17,11 +17,20 @@ def number(value) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
+# A recipe component's words when on (with its value) and when off.
+NAMED = {"ema.decay": ("EMA", "no EMA"), "augment.erase_p": ("erasing", "no erasing"),
+         "loss.label_smoothing": ("smoothing", "no smoothing"), "test_tta": ("TTA", "no TTA"),
+         "augment.mix": ("", "no mixing")}
+
+
 def part(key: str, value) -> str:
     if key in OPTIONS:
         return OPTIONS[key].get(str(value), str(value))
     if key == "optimizer.lr":
         return f"lr {number(value)}"
+    if key in NAMED:
+        on, off = NAMED[key]
+        return off if value in (None, 0, "0", "none", "None", "null") else f"{on} {number(value)}".strip()
     if key == "augment.flip":
         return "flip" if str(value).lower() == "true" else "no flip"
     if key == "augment.crop_padding":

@@ -7,6 +7,21 @@ from lab.noise import wilson_interval
 
 HEADER = ["setting", "lab: test acc [95%]", "correct / total", "the lab's report", "vs the lab's report",
           "train time (s)", "x ResNet10", "the lab's report: time (s)", "its x ResNet10", "epochs", "status"]
+# Columns of the published report's numbers, and of the time reference's ratios: left out of a study without them.
+PUBLISHED_COLUMNS = {"the lab's report", "vs the lab's report", "the lab's report: time (s)", "its x ResNet10"}
+RATIO_COLUMN = "x ResNet10"
+
+
+def has_published(report: dict) -> bool:
+    """Whether the study compares with a published report (the lab's), or stands on its own runs."""
+    published = report.get("published") or {}
+    return bool(published.get("about") or published.get("dataset"))
+
+
+def columns(report: dict) -> list[int]:
+    """The indices of HEADER's columns this study's tables show."""
+    return [i for i, name in enumerate(HEADER) if (name not in PUBLISHED_COLUMNS or has_published(report))
+            and (name != RATIO_COLUMN or report.get("reference_time_s"))]
 
 
 def fmt(value, spec: str = "{:.4f}") -> str:
@@ -64,6 +79,8 @@ def dataset_note(report: dict) -> str:
     traffic signs, aside)."""
     published = report["published"]
     datasets = sorted({d for step in report["steps"] if not step["own_dataset"] for d in step["settings"]["datasets"]})
+    if not has_published(report):
+        return f"Measured on {', '.join(datasets) or 'no dataset yet'}."
     if not datasets or datasets == [published.get("dataset")]:
         return f"Measured on {published.get('about') or 'the dataset of the lab report'}, as the lab's report was."
     return (f"On {', '.join(datasets)}, not the lab's setting ({published.get('about') or published.get('dataset')}): "
@@ -96,20 +113,25 @@ def comparison_cell(row: dict) -> str:
 def findings_lines(report: dict) -> list[str]:
     from lab.study.claims import RULES
 
-    lines = ["## Findings", "", dataset_note(report), "",
-             "| claim | the lab's report | lab: difference [95% interval] | verdict |", "|---|---|---|---|"]
+    published = has_published(report)
+    header = ["claim"] + (["the lab's report"] if published else []) + ["lab: difference [95% interval]", "verdict"]
+    lines = ["## Findings", "", dataset_note(report), "", "| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
     for claim in report["findings"]:
         lab = "; ".join(comparison_cell(row) for row in claim["comparisons"])
         verdict = claim["verdict"] + (f" ({claim['why']})" if claim["verdict"].startswith("not testable") else "")
-        cells = [f"{claim['id']}. {claim['text']}", claim["lab_report"], lab, f"**{verdict}**"]
+        cells = [f"{claim['id']}. {claim['text']}"] + ([claim["lab_report"]] if published else []) + \
+            [lab, f"**{verdict}**"]
         lines.append("| " + " | ".join(c.replace("|", "/").replace("\n", " ") for c in cells) + " |")
     lines += ["", "How each verdict is reached:", ""] + [f"- {rule}" for rule in RULES] + [""]
     return lines
 
 
 def setup_line(step: dict, report: dict) -> str:
-    """Every way this step's runs differ from the lab's: its runs' settings, then what its config says."""
+    """Every way this step's runs differ from the lab's: its runs' settings, then what its config says (a study of
+    its own: the settings)."""
     s, parts = step["settings"], []
+    if not has_published(report):
+        return own_setup_line(step)
     if s["datasets"] and s["datasets"] != [report["published"].get("dataset")] and not step["own_dataset"]:
         parts.append(f"{', '.join(s['datasets'])} ({', '.join(s['test_images'])} test images), not "
                      f"{report['published'].get('dataset')}")
@@ -127,6 +149,17 @@ def setup_line(step: dict, report: dict) -> str:
     if step.get("setup"):
         parts.append(step["setup"])
     return "Setup vs the lab: " + "; ".join(parts) + "."
+
+
+def own_setup_line(step: dict) -> str:
+    s = step["settings"]
+    parts = [f"{', '.join(s['datasets'])} ({', '.join(s['test_images'])} test images)", f"{', '.join(s['epochs'])} "
+             f"epochs", f"batch {', '.join(s['batch_size'])}", f"precision {', '.join(s['precision'])}"]
+    if any(v != "None" for v in s["train_subset"]):
+        parts.append(f"a {', '.join(s['train_subset'])}-image training subset")
+    parts.append(f"{', '.join(s['val_split'])} of train held out to pick the {'/'.join(s['scored'])} checkpoint "
+                 f"that is scored")
+    return "Setup: " + "; ".join(parts + ([step["setup"]] if step.get("setup") else [])) + "."
 
 
 def row_cells(row: dict, reference_s: float | None, lab_reference_s: float | None) -> list[str]:
@@ -149,11 +182,13 @@ def row_cells(row: dict, reference_s: float | None, lab_reference_s: float | Non
 
 
 def table(step: dict, report: dict) -> list[str]:
-    lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    shown = columns(report)
+    lines = ["| " + " | ".join(HEADER[i] for i in shown) + " |", "|" + "---|" * len(shown)]
     cells = [row_cells(row, report.get("reference_time_s"), report.get("lab_reference_time_s")) for row in step["jobs"]]
     cells += [[f"(the lab's report only) {p.get('label') or p.get('value')}", "", "", fmt(p.get("test_acc")), "",
                "", "", fmt(p.get("total_time_s"), "{:.0f}"), "", "", ""] for p in step["published_only"]]
-    return lines + ["| " + " | ".join(c.replace("|", "/").replace("\n", " ") for c in row) + " |" for row in cells]
+    return lines + ["| " + " | ".join(row[i].replace("|", "/").replace("\n", " ") for i in shown) + " |"
+                    for row in cells]
 
 
 def outcome_line(step: dict) -> str | None:
@@ -198,10 +233,12 @@ def study_markdown(report: dict) -> str:
     lines = [f"# {report['title']} (study {report['study']})", "", f"Command: `{report['command']}`", "",
              "Steps: " + ", ".join(f"{s['name']} {s['outcome']['status']}" for s in report["steps"]) + ".", ""]
     lines += findings_lines(report)
+    ratio = (" and x ResNet10 its ratio to the ResNet10 SGD lr 0.03 run's" if RATIO_COLUMN in
+             [HEADER[i] for i in columns(report)] else "")
+    published = " The lab's report's times are its whole runs' (almost all training)." if has_published(report) else ""
     lines += ["Tables: each setting's accuracy is the mean over its seeds (± their std) with the 95% Wilson interval "
-              "of the test set's noise; train time is the time in training steps (mean over seeds), and x ResNet10 "
-              "its ratio to the ResNet10 SGD lr 0.03 run's. † marks a time measured while another job ran at the "
-              "same time: not comparable. The lab's report's times are its whole runs' (almost all training).",
+              f"of the test set's noise; train time is the time in training steps (mean over seeds){ratio}. † marks "
+              f"a time measured while another job ran at the same time: not comparable.{published}",
               "", drift_line(report.get("speed_drift")), ""]
     for step in report["steps"]:
         if step.get("report_in") in steps:
