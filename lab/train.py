@@ -2,9 +2,10 @@
 
 The files on the path, in the order they run: lab/cli.py (command-line checks) -> conf/train.yaml and its groups,
 composed by Hydra -> lab/context.py (where the run runs, resolved once) -> lab/config.py (checks before any data)
--> lab/dataset/ (uint8 tensors on the device) -> lab/model.py (the net) -> lab/distill.py (the teacher) ->
-lab/module.py (loss, metrics, optimizer; lab/scheduler.py) -> lab/trainer.py (device, precision, the Lightning
-Trainer; lab/recorder.py: metrics.csv, checkpoints) -> lab/run_files.py (results.json). lab/resume.py takes over
+-> lab/dataset/ (uint8 tensors on the device; lab/augment.py augments the training batches) -> lab/model/ (the net
+its yaml's _target_ builds) -> lab/distill.py (the teacher) -> lab/module.py (loss, metrics, optimizer;
+lab/scheduler.py) -> lab/trainer.py (device, precision, the Lightning Trainer; lab/recorder.py: metrics.csv,
+checkpoints; lab/ema.py: the weights' average) -> lab/run_files.py (results.json). lab/resume.py takes over
 for resume=true; a run that does not finish ends in lab/outcome.py; lab/errors.py holds the errors a user can
 cause. Sweeps, tuning and Slurm plug in from their packages (a sweeper hands its jobs callbacks); a plain run
 loads none of them."""

@@ -26,8 +26,8 @@ def uninterrupted(tmp_path_factory):
     return run_dir
 
 
-def start_and_signal(run_dir, sig, after_rows, delay_s=0.0):
-    proc = subprocess.Popen([sys.executable, "-m", "lab.train", *ARGS, f"hydra.run.dir={run_dir}"], cwd=ROOT,
+def start_and_signal(run_dir, sig, after_rows, delay_s=0.0, args=ARGS):
+    proc = subprocess.Popen([sys.executable, "-m", "lab.train", *args, f"hydra.run.dir={run_dir}"], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     metrics = run_dir / "metrics.csv"
     deadline = time.time() + 300
@@ -74,6 +74,39 @@ def test_sigterm_or_ctrl_c_saves_a_mid_epoch_checkpoint_and_resume_is_exact(unin
     assert resumed["processes"] == 2 and whole["processes"] == 1
     images = [r["images_per_s"] * r["train_time_s"] for r in (resumed, whole)]
     assert images[0] == pytest.approx(images[1], rel=0.01)
+
+
+# The issue's combination: every augmentation, the moving average and test-time flips at once (digits' flips are
+# off by default; they are on here so that test_tta=flip is allowed).
+EVERYTHING = ARGS + ["augment.flip=true", "augment.erase_p=0.5", "augment.mix=cutmix", "ema.decay=0.99",
+                     "test_tta=flip"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_everything(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("everything") / "run"
+    proc = run_train(*EVERYTHING, f"hydra.run.dir={run_dir}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return run_dir
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig, after_rows, delay_s", [(signal.SIGKILL, 2, 0.15), (signal.SIGTERM, 1, 0.15)])
+def test_resume_is_exact_with_every_augmentation_ema_and_flips_on(uninterrupted_everything, tmp_path, sig,
+                                                                   after_rows, delay_s):
+    """kill -9 mid-epoch (resumed from the last epoch's end) and SIGTERM mid-epoch (from the batch it stopped
+    after): the same metrics, step losses and test accuracy as the run that was never stopped."""
+    run_dir = tmp_path / "run"
+    code, _ = start_and_signal(run_dir, sig, after_rows=after_rows, delay_s=delay_s, args=EVERYTHING)
+    assert code in (-signal.SIGKILL, 143)
+    proc = run_train(*EVERYTHING, f"hydra.run.dir={run_dir}", "resume=true")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert rows_without_timing(run_dir) == rows_without_timing(uninterrupted_everything)
+    assert (run_dir / "steps.csv").read_text() == (uninterrupted_everything / "steps.csv").read_text()
+    resumed, whole = results(run_dir), results(uninterrupted_everything)
+    assert resumed["test_acc"] == whole["test_acc"] and resumed["processes"] == 2
+    best = [torch.load(d / "checkpoints" / "best.ckpt", weights_only=True) for d in (run_dir, uninterrupted_everything)]
+    assert all(torch.equal(best[0]["state_dict"][k], best[1]["state_dict"][k]) for k in best[1]["state_dict"])
 
 
 @pytest.mark.slow  # the resume tests above compare with the same uninterrupted run
