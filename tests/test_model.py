@@ -130,3 +130,15 @@ def test_a_model_yaml_and_builder_of_ones_own_train_without_changing_lab(tmp_pat
                     f"hydra.run.dir={tmp_path / 'bad'}", env={"PYTHONPATH": str(tmp_path)})
     assert bad.returncode == 2 and bad.stderr.count("error:") == 1 and "Traceback" not in bad.stderr
     assert "model.widht is not an argument of my_nets.tiny_cnn (did you mean width?)" in bad.stderr
+
+
+@pytest.mark.parametrize("model,params", [(["model=wrn16_4", "model.widen_factor=1"], 174_778),
+                                          (["model=timm", "model.name=resnet18"], 11_172_810)])
+def test_a_wide_resnet_and_a_timm_model_train_from_the_command_line(tmp_path, model, params):
+    from tests.conftest import results, run_train
+
+    proc = run_train("dataset=digits", *model, "trainer.max_epochs=1", "trainer.accelerator=cpu",
+                     f"hydra.run.dir={tmp_path}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    record = results(tmp_path)
+    assert record["status"] == "ok" and record["params"] == params and record["test_acc"] > 0.1

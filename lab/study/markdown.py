@@ -14,8 +14,7 @@ RATIO_COLUMN = "x ResNet10"
 
 def has_published(report: dict) -> bool:
     """Whether the study compares with a published report (the lab's), or stands on its own runs."""
-    published = report.get("published") or {}
-    return bool(published.get("about") or published.get("dataset"))
+    return bool((report.get("published") or {}).get("about") or (report.get("published") or {}).get("dataset"))
 
 
 def columns(report: dict) -> list[int]:
@@ -43,12 +42,22 @@ def facts_of_runs(runs: list[dict]) -> dict:
     def values(get):
         return sorted({str(v) for r in runs if (v := get(r["results"])) is not None}, key=numbers_first)
     return dict(datasets=values(lambda r: r.get("dataset")), seeds=values(lambda r: r.get("seed")),
+                models=values(model_words),
                 precision=values(lambda r: r.get("precision")), epochs=values(lambda r: r.get("epochs")),
                 batch_size=values(lambda r: config_value(r, "dataset.batch_size")),
                 val_split=values(lambda r: config_value(r, "dataset.val_split")),
                 train_subset=values(lambda r: config_value(r, "dataset.train_subset")),
                 base_width=values(lambda r: config_value(r, "model.base_width")),
                 scored=values(lambda r: r.get("scored_checkpoint")), test_images=values(lambda r: r.get("test_images")))
+
+
+def model_words(results: dict) -> str | None:
+    """The model option and the model keys the command set: 'wrn16_4 with model.widen_factor=2'."""
+    from lab.keys import run_overrides
+
+    keys = [typed for key, _, typed in run_overrides(results.get("overrides")) if key.startswith("model.")]
+    choice = (results.get("choices") or {}).get("model")
+    return f"{choice} with {', '.join(keys)}" if choice and keys else choice
 
 
 def provenance(report: dict, runs_log: list[dict], runs: list[dict]) -> dict:
@@ -153,8 +162,9 @@ def setup_line(step: dict, report: dict) -> str:
 
 def own_setup_line(step: dict) -> str:
     s = step["settings"]
-    parts = [f"{', '.join(s['datasets'])} ({', '.join(s['test_images'])} test images)", f"{', '.join(s['epochs'])} "
-             f"epochs", f"batch {', '.join(s['batch_size'])}", f"precision {', '.join(s['precision'])}"]
+    parts = [f"{', '.join(s['datasets'])} ({', '.join(s['test_images'])} test images)",
+             f"model {', '.join(s['models'])}", f"{', '.join(s['epochs'])} epochs",
+             f"batch {', '.join(s['batch_size'])}", f"precision {', '.join(s['precision'])}"]
     if any(v != "None" for v in s["train_subset"]):
         parts.append(f"a {', '.join(s['train_subset'])}-image training subset")
     parts.append(f"{', '.join(s['val_split'])} of train held out to pick the {'/'.join(s['scored'])} checkpoint "

@@ -12,7 +12,10 @@ from lab.study.claims import findings, matches, overlapping, scored, speed_drift
 from lab.study.labels import arm_label
 from lab.study.markdown import facts_of_runs, provenance, study_markdown
 
-NOT_LABELS = {"seed", "experiment", "resume", "distill.teacher_ckpt", "dataset.root"}
+# Keys that do not tell settings apart: the seed, paths, and where or how a job ran (a resumed job may have
+# continued with other threads).
+NOT_LABELS = {"seed", "experiment", "resume", "distill.teacher_ckpt", "dataset.root", "cpu_threads", "gpu_pool",
+              "progress_every_s", "step_loss_every"}
 
 
 def label_keys(records: list[dict]) -> list[str]:
