@@ -25,13 +25,6 @@ status=0
 
 # REPORT.md links each step's figures relative to the study dir: copy them with that layout, and each step's
 # sweep report (summary.md and its figures), which docs/sweeps.md shows.
-rm -rf docs/study_report && mkdir -p docs/study_report
-cp "$OUT/REPORT.md" "$OUT/report.json" docs/study_report/
-for figure in "$OUT"/*/{study_*.png,summary.md,acc_vs_*.png,curves.png,compare.png}; do
-    [ -e "$figure" ] || continue
-    step=$(basename "$(dirname "$figure")")
-    mkdir -p "docs/study_report/$step"
-    cp "$figure" "docs/study_report/$step/"
-done
+bash docs/copy_study_report.sh "$OUT" docs/study_report
 echo "docs/study_report/REPORT.md written (lab.study exit $status)"
 exit $status

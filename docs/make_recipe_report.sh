@@ -17,13 +17,6 @@ status=0
 "$PY" -m lab.study study=recipe "study.dir=$OUT" dataset=fashion_mnist "dataset.root=$FM_ROOT" \
     dataset.train_subset=10000 model.widen_factor=2 trainer.max_epochs=12 seed=1,2,3 cpu_threads=null || status=$?
 
-rm -rf docs/recipe_report && mkdir -p docs/recipe_report
-cp "$OUT/REPORT.md" "$OUT/report.json" docs/recipe_report/
-for figure in "$OUT"/*/{study_*.png,curves.png,compare.png}; do
-    [ -e "$figure" ] || continue
-    step=$(basename "$(dirname "$figure")")
-    mkdir -p "docs/recipe_report/$step"
-    cp "$figure" "docs/recipe_report/$step/"
-done
+bash docs/copy_study_report.sh "$OUT" docs/recipe_report
 echo "docs/recipe_report/REPORT.md written (lab.study exit $status)"
 exit $status

@@ -37,6 +37,13 @@ def run_train(*args, **kwargs) -> subprocess.CompletedProcess:
     return run_module("lab.train", *args, **kwargs)
 
 
+def trained_run(run_dir, *args, **kwargs):
+    """run_dir after `python -m lab.train ARGS hydra.run.dir=run_dir` finished: module fixtures share one run."""
+    proc = run_train(*args, f"hydra.run.dir={run_dir}", **kwargs)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return run_dir
+
+
 def results(run_dir) -> dict:
     return json.loads((Path(run_dir) / "results.json").read_text())
 

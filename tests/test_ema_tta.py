@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from lab.errors import ConfigError
-from tests.conftest import compose, results, run_module, run_train
+from tests.conftest import compose, results, run_module, run_train, trained_run
 
 # 32-bit: lab.eval computes in float32, so its accuracy and the run's own test must agree to the image.
 EMA_RUN = ["dataset=digits", "trainer.max_epochs=3", "model.base_width=8", "trainer.accelerator=cpu",
@@ -17,10 +17,7 @@ EMA_RUN = ["dataset=digits", "trainer.max_epochs=3", "model.base_width=8", "trai
 
 @pytest.fixture(scope="module")
 def ema_run(tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("ema") / "run"
-    proc = run_train(*EMA_RUN, f"hydra.run.dir={run_dir}")
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return run_dir
+    return trained_run(tmp_path_factory.mktemp("ema") / "run", *EMA_RUN)
 
 
 def evaluate(run_dir, ckpt: str, *extra) -> dict:

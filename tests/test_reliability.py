@@ -8,7 +8,7 @@ import time
 import pytest
 import torch
 
-from tests.conftest import ROOT, results, run_train
+from tests.conftest import ROOT, results, run_train, trained_run
 
 # One thread: float sums in the same order in every run, however busy the machine (cpu_threads=auto follows load).
 ARGS = ["dataset=digits", "trainer.max_epochs=4", "model.base_width=16", "trainer.accelerator=cpu", "cpu_threads=1"]
@@ -84,10 +84,7 @@ EVERYTHING = ARGS + ["augment.flip=true", "augment.erase_p=0.5", "augment.mix=cu
 
 @pytest.fixture(scope="module")
 def uninterrupted_everything(tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("everything") / "run"
-    proc = run_train(*EVERYTHING, f"hydra.run.dir={run_dir}")
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return run_dir
+    return trained_run(tmp_path_factory.mktemp("everything") / "run", *EVERYTHING)
 
 
 @pytest.mark.slow

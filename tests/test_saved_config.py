@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from lab.saved_config import todays_config, todays_model
-from tests.conftest import compose, results, run_module, run_train
+from tests.conftest import compose, results, run_module, run_train, trained_run
 
 ARGS = ["dataset=digits", "model.base_width=8", "trainer.accelerator=cpu", "cpu_threads=1"]
 
@@ -26,9 +26,7 @@ def as_saved_before(config: dict) -> dict:
 
 @pytest.fixture(scope="module")
 def old_run(tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("old") / "run"
-    proc = run_train(*ARGS, "trainer.max_epochs=2", f"hydra.run.dir={run_dir}")
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    run_dir = trained_run(tmp_path_factory.mktemp("old") / "run", *ARGS, "trainer.max_epochs=2")
     for name in ("best.ckpt", "last.ckpt"):
         path = run_dir / "checkpoints" / name
         ckpt = torch.load(path, weights_only=True)
