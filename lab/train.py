@@ -169,6 +169,7 @@ def per_class_scores(class_names, accuracy: torch.Tensor, test_labels: torch.Ten
 def run_facts(trainer, module, datamodule, trained: dict) -> dict:
     """What results.json says about the run besides accuracy: size, speed, precision, device, data. `trained` is
     EpochRecorder.summary()."""
+    from lab.machine import describe_cpu
     from lab.model import count_params
 
     images = trained["train_images"] * trainer.world_size  # EpochRecorder counts rank 0's share
@@ -180,7 +181,7 @@ def run_facts(trainer, module, datamodule, trained: dict) -> dict:
                 teacher_val_acc=module.distiller.val_acc if module.distiller else None,
                 num_classes=module.hparams["num_classes"], test_images=len(datamodule.data.test_labels),
                 processes=trained["processes"],  # the times and image counts cover every process of the run
-                cpu_threads=torch.get_num_threads())
+                cpu_threads=torch.get_num_threads(), cpu=describe_cpu())
 
 
 def cli() -> None:

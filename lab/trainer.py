@@ -5,7 +5,6 @@ import os
 import sys
 import time
 import warnings
-from functools import cache
 from pathlib import Path
 
 import hydra
@@ -13,6 +12,7 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import OmegaConf
 
+from lab.machine import cpu_has_fast_bf16
 from lab.recorder import AtomicCheckpoint
 
 log = logging.getLogger("lab")
@@ -28,16 +28,6 @@ def quiet_lightning() -> None:
                     # On a Slurm host outside a job: hydra/launcher=slurm wraps each job in srun itself.
                     ".*`srun` command is available.*"):
         warnings.filterwarnings("ignore", message=pattern)
-
-
-@cache
-def cpu_has_fast_bf16() -> bool:
-    # bf16 autocast is ~2x faster on CPUs with AVX-512 BF16 / AMX and slower than fp32 on those without.
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def uses_cuda(trainer_cfg) -> bool:

@@ -10,6 +10,7 @@ import torch
 from lab.checkpoint import net_from_checkpoint
 from lab.dataset import cifar
 from lab.errors import DataError
+from lab.machine import describe_cpu
 from tests.conftest import results, run_train
 
 
@@ -37,6 +38,8 @@ def test_results_json_holds_the_contract_keys(digits_run):
     # What reports, the study and resume read a run by: its group choices and resolved config.
     assert res["choices"]["model"] == "resnet10" and res["choices"]["scheduler"] == "cosine"
     assert res["config"]["model"]["base_width"] == 16 and res["config"]["dataset"]["name"] == "digits"
+    # Timings are comparable only on the same CPU: the run names it and whether it has fast bf16.
+    assert res["cpu"] == describe_cpu() and res["cpu"].endswith(("bf16", "or AMX"))
 
 
 def test_test_predictions_are_the_scored_checkpoints_and_steps_csv_has_every_step(digits_run):

@@ -15,14 +15,6 @@ CIFAR100 = OmegaConf.load(CONF / "dataset" / "cifar100.yaml")
 MEAN, STD = tuple(CIFAR100.mean), tuple(CIFAR100.std)
 
 
-def cpu_model() -> str:
-    try:
-        return next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                    if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return "unknown"
-
-
 def cpu_clock() -> tuple[float, float, float]:
     """(wall s, CPU s run by every process on the machine, CPU s run by this process and its waited-for
     children): two readings tell how much of the CPU other processes took in between (Linux /proc/stat)."""

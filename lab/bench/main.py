@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from lab.bench.data import cpu_clock, cpu_model, data_section, others_cpu_share
+from lab.bench.data import cpu_clock, data_section, others_cpu_share
 from lab.bench.training import (
     host_section,
     jobs_section,
@@ -22,6 +22,7 @@ from lab.bench.training import (
     study_projection,
     training_section,
 )
+from lab.machine import describe_cpu
 from lab.run_files import git_state, write_atomic
 
 
@@ -40,7 +41,7 @@ def parse_args(argv=None):
 
 
 def machine() -> dict:
-    info = dict(cpu=cpu_model(), cores=os.cpu_count(), torch=torch.__version__, python=platform.python_version(),
+    info = dict(cpu=describe_cpu(), cores=os.cpu_count(), torch=torch.__version__, python=platform.python_version(),
                 gpu=torch.cuda.get_device_name() if torch.cuda.is_available() else None, **git_state())
     info["command"] = "python -m lab.bench " + " ".join(sys.argv[1:])
     return info

@@ -105,7 +105,7 @@ def host_section(device, quick: bool) -> dict:
 
 def short_if_slow(bf16: bool, device, steps: int, warmup: int) -> tuple[int, int]:
     # Without AVX-512 BF16 a CPU emulates bf16 ~15x slower than fp32: 2 timed steps tell that story.
-    from lab.trainer import cpu_has_fast_bf16
+    from lab.machine import cpu_has_fast_bf16
 
     slow = bf16 and device.type == "cpu" and not cpu_has_fast_bf16()
     return (min(steps, 2), 1) if slow else (steps, warmup)

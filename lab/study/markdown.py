@@ -3,6 +3,7 @@ provenance block (commits, versions, devices, seeds, settings, wall time and com
 relative links: no HTML."""
 import platform
 
+from lab.machine import describe_cpu, torch_facts
 from lab.noise import wilson_interval
 
 HEADER = ["setting", "lab: test acc [95%]", "correct / total", "the lab's report", "vs the lab's report",
@@ -64,23 +65,17 @@ def provenance(report: dict, runs_log: list[dict], runs: list[dict]) -> dict:
     originals = [r["results"] for r in runs if r["key"] == f"{r['step']}/{r['job']}"]
     commits = sorted({r["git_commit"] for r in originals if r.get("git_commit")})
     devices = sorted({str(r["device"]) for r in originals if r.get("device")})
+    # The CPUs the jobs ran on; jobs from before results.json named its CPU: the one rendering the report.
+    cpus = sorted({r["cpu"] for r in originals if r.get("cpu")}) or [describe_cpu()]
     hours = {"GPU-hours": 0.0, "CPU-hours": 0.0}
     for r in originals:
         hours["GPU-hours" if "cuda" in str(r.get("device")) else "CPU-hours"] += (r.get("total_time_s") or 0) / 3600
     return dict(git_commits=commits, git_dirty=any(r.get("git_dirty") for r in originals), devices=devices,
                 **torch_facts(any("cuda" in d for d in devices)), python=platform.python_version(),
-                host=platform.node(), wall_time_s=round(sum(r["ended_at"] - r["started_at"] for r in runs_log), 1),
+                cpu="; ".join(cpus), host=platform.node(),
+                wall_time_s=round(sum(r["ended_at"] - r["started_at"] for r in runs_log), 1),
                 commands=len(runs_log), jobs_trained=len(originals), jobs_copied=len(runs) - len(originals),
                 settings=facts_of_runs(runs), **{k: round(v, 3) for k, v in hours.items()})
-
-
-def torch_facts(gpu: bool) -> dict:
-    import torch
-
-    names = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] \
-        if gpu and torch.cuda.is_available() else []
-    return dict(torch=torch.__version__, cuda=torch.version.cuda, gpu_names=sorted(set(names)),
-                cpu=platform.processor() or platform.machine())
 
 
 def dataset_note(report: dict) -> str:
