@@ -180,6 +180,7 @@ def run_facts(trainer, module, datamodule, trained: dict) -> dict:
                 precision=str(trainer.precision), device=str(trainer.strategy.root_device),
                 teacher_val_acc=module.distiller.val_acc if module.distiller else None,
                 num_classes=module.hparams["num_classes"], test_images=len(datamodule.data.test_labels),
+                image_shape=list(datamodule.data.test_images.shape[1:]),  # [C, H, W]: what lab.study's time probe feeds
                 processes=trained["processes"],  # the times and image counts cover every process of the run
                 cpu_threads=torch.get_num_threads(), cpu=describe_cpu())
 

@@ -143,6 +143,26 @@ def test_experiments_carry_their_own_grids():
         assert lr == {"sgd": 0.03, "adam": 1e-3, "adagrad": 1e-2, "adagrad_lab": 1e-3, "adamw": 1e-3}[option]
 
 
+def test_seeds_vary_slowest_so_an_experiments_arms_take_turns(tmp_path):
+    """An experiment's grid (sweeper.params) comes before the command line in Hydra's basic sweeper, which varies
+    its first key slowest: each arm's seeds ran back to back. lab's seed_first sweeper runs seed 1's arms, then
+    seed 2's; job dirs keep the seed last in their names, and lab's own expansion of the jobs has the same order."""
+    from omegaconf import OmegaConf
+
+    from lab.sweeps.jobs import job_name, job_overrides
+
+    sweep_dir = tmp_path / "sweep"
+    proc = run_train("+experiment=lr_sweep", "dataset=digits", "trainer.max_epochs=1", *TINY, "seed=1,2",
+                     "optimizer.lr=0.02,0.05", f"hydra.sweep.dir={sweep_dir}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    ran = sorted((results(p.parent)["started_at"], p.parent.name) for p in sweep_dir.glob("*/results.json"))
+    expected = ["optimizer.lr=0.02,seed=1", "optimizer.lr=0.05,seed=1", "optimizer.lr=0.02,seed=2",
+                "optimizer.lr=0.05,seed=2"]
+    assert [name for _, name in ran] == expected
+    planned = job_overrides(OmegaConf.load(sweep_dir / "multirun.yaml"))
+    assert [job_name(job, {"optimizer.lr", "seed"}) for job in planned] == expected
+
+
 @pytest.mark.slow
 def test_submitit_route_runs_jobs_and_writes_the_report(tmp_path):
     # hydra/launcher=slurm is submitit_slurm; submitit_local runs the same launcher code without a cluster.

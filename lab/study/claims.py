@@ -6,13 +6,13 @@ its resolved config): arms are found by what the runs were, never by a job's nam
 identical one in another step counts once. Arm `a` is the pre-declared reference; what a comparison asserts:
 
 - a_better: a's test accuracy above b's;       a_close: within `margin` of b's;   a_not_worse: above b's - margin
-- a_slower: a's training time over `factor` x b's;  a_similar_time: within a factor `factor` of b's
+- a_slower: a's training step time over `factor` x b's;  a_similar_time: within a factor `factor` of b's (both
+  measured by timing.TimeProbe, arm against arm in one process)
 - a_steadier: a's per-step training loss moves less than b's from the first milestone of a's schedule on
   (the standard deviation of its step-to-step changes, steps.csv)
 
 stats.py does the arithmetic; RULES holds the words under the Findings table."""
 import csv
-import json
 import math
 from pathlib import Path
 
@@ -34,12 +34,12 @@ RULES = [
     f"otherwise not resolved.",
     "a_close / a_not_worse (margin m): supported when the whole 95% interval lies within +-m (above -m); "
     "contradicted when it lies wholly outside (below -m); otherwise not resolved.",
-    "Times and loss oscillations are ratios with a 95% interval over the seeds (log scale), so they need two or "
-    "more seeds, and times from jobs that ran at the same time as another are not comparable. A time ratio's "
-    "interval is widened by the machine's speed drift: the slowest over the fastest training time among the "
-    "study's runs of the same work (same model, optimizer, data, batch, epochs and precision; lr, schedule and "
-    "seed apart), since arms run minutes apart and a shared machine's speed moves. It is a conservative bound: "
-    "the seeds' spread is in the interval already, and the factor is the extreme of many runs.",
+    "Loss oscillations are ratios with a 95% interval over the seeds (log scale), so they need two or more seeds. "
+    "Times are not read from the runs, which trained minutes apart while the machine's speed moved: a probe times "
+    "the two arms' training steps (net, loss, backward, optimizer step on a batch of the runs' size, shape and "
+    "precision) in one process, taking turns A B B A, so a drift over a pair of turns cancels in the pair's ratio; "
+    "the ratio's 95% interval is over the pairs (log scale). It is the ratio on the machine named, not on the "
+    "original's.",
     "A claim is contradicted when any comparison is, else not testable when a comparison lacks its runs, else "
     "supported when every comparison is, and otherwise not resolved at this noise. A diverged run counts as wrong "
     "on every test image (and its time is not compared).",
@@ -130,35 +130,6 @@ def overlapping(runs: list[dict]) -> set:
             if any(other != k and start < o_end and o_start < end for other, (o_start, o_end) in spans.items())}
 
 
-# Settings that change what a run learns but not the work of a training step.
-NOT_WORK = {"experiment", "scheduler", "seed", "logger", "paths", "resume", "progress_every_s"}
-
-
-def work_key(results: dict) -> str:
-    """What one training step of this run computes: runs with the same key should take the same time."""
-    config = {k: v for k, v in (results.get("config") or {}).items() if k not in NOT_WORK}
-    config["optimizer"] = {k: v for k, v in (config.get("optimizer") or {}).items() if k != "lr"}
-    choices = {k: v for k, v in (results.get("choices") or {}).items() if k not in NOT_WORK}
-    # Where it ran: the thread count cpu_threads=auto picked, the device, how many processes shared the batch.
-    ran_on = [results.get(k) for k in ("precision", "cpu_threads", "device", "world_size")]
-    return json.dumps([choices, config, ran_on], sort_keys=True, default=str)
-
-
-def speed_drift(runs: list[dict], busy: set) -> dict:
-    """The largest slowest/fastest training time among runs of the same work: how far this machine's speed moved
-    during the study. {factor, runs (in that group)}; factor 1.0 when no work was run twice."""
-    groups = {}
-    for run in runs:
-        time_s = run["results"].get("train_time_s")
-        resumed = (run["results"].get("processes") or 1) > 1  # paid its start-up twice
-        if run["key"] == f"{run['step']}/{run['job']}" and run["key"] not in busy and not resumed and \
-                run["results"].get("status") == "ok" and time_s:
-            groups.setdefault(work_key(run["results"]), []).append(time_s)
-    spreads = [(max(times) / min(times), len(times)) for times in groups.values() if len(times) > 1]
-    factor, count = max(spreads, default=(1.0, 0))
-    return dict(factor=factor, runs=count)
-
-
 def accuracy_pairs(a: list[dict], b: list[dict]) -> tuple[list, str | None]:
     both = [(scored(x), scored(y)) for x, y in zip(a, b)]
     if any(x is None or y is None for x, y in both):
@@ -170,8 +141,8 @@ def accuracy_pairs(a: list[dict], b: list[dict]) -> tuple[list, str | None]:
     return [(x[0], y[0]) for x, y in both], None
 
 
-def paired_values(kind: str, a_runs: dict, b_runs: dict, busy: set) -> tuple[list, str | None]:
-    """The per-seed pairs a comparison is computed from, or why there are none."""
+def paired_values(kind: str, a_runs: dict, b_runs: dict, probe) -> tuple[list | dict, str | None]:
+    """The pairs a comparison is computed from (a time: the probe's measurement), or why there are none."""
     seeds = sorted(set(a_runs) & set(b_runs), key=str)
     if not seeds:
         return [], "no seed has a finished run of both arms"
@@ -185,27 +156,32 @@ def paired_values(kind: str, a_runs: dict, b_runs: dict, busy: set) -> tuple[lis
         pairs = [(oscillation(x, milestone), oscillation(y, milestone)) for x, y in zip(a, b)]
         why = next((v for pair in pairs for v in pair if isinstance(v, str)), None)
         return ([], why) if why else (pairs, None)
-    if any(run["key"] in busy for run in a + b):
-        return [], "times measured while another job ran at the same time are not comparable"
-    times = [(x["results"].get("train_time_s"), y["results"].get("train_time_s")) for x, y in zip(a, b)]
-    return ([], "a run has no train_time_s") if any(None in pair for pair in times) else (times, None)
+    if probe is None:
+        return [], "times are compared by a time probe, and this report has none"
+    measured = probe(a[0]["results"], b[0]["results"])  # the seed changes what a step learns, not its work
+    return ([], measured) if isinstance(measured, str) else (measured, None)
 
 
-def measure(comparison: dict, runs: list[dict], steps: list[str], busy: set, drift: float) -> dict:
+def measure(comparison: dict, runs: list[dict], steps: list[str], probe) -> dict:
     kind = comparison["asserts"]
     row = dict(a=arm_label(comparison["a"]), b=arm_label(comparison["b"]), asserts=kind,
                margin=comparison.get("margin"), factor=comparison.get("factor", 1.0))
     statuses = ("ok", "diverged") if kind in ACCURACY else ("ok",)  # a diverged run's time or loss says nothing
     (a_runs, why_a), (b_runs, why_b) = (arm_runs(runs, steps, comparison[arm], statuses) for arm in ("a", "b"))
-    pairs, why = paired_values(kind, a_runs, b_runs, busy) if not (why_a or why_b) else ([], why_a or why_b)
+    found, why = paired_values(kind, a_runs, b_runs, probe) if not (why_a or why_b) else ([], why_a or why_b)
     if why:
         return dict(row, verdict=UNTESTABLE, why=why)
-    found = compare_accuracy(pairs) if kind in ACCURACY else compare_ratio(pairs)
-    if found is None:
-        return dict(row, verdict=UNTESTABLE, why="one run per arm: a ratio needs two or more seeds")
-    if kind in ("a_slower", "a_similar_time"):
-        found = dict(found, low=found["low"] / drift, high=found["high"] * drift, drift=drift)
-    return dict(row, **found)
+    if kind in ACCURACY:
+        return dict(row, **compare_accuracy(found))
+    if kind == "a_steadier":
+        ratio = compare_ratio(found)
+        return dict(row, **ratio) if ratio else dict(row, verdict=UNTESTABLE,
+                                                      why="one run per arm: a ratio needs two or more seeds")
+    ratio = compare_ratio(list(zip(found["seconds_a"], found["seconds_b"])))
+    if ratio is None:
+        return dict(row, verdict=UNTESTABLE, why="the time probe ran one pair of turns: a ratio needs two or more")
+    pairs = ratio.pop("seeds")
+    return dict(row, **ratio, pairs=pairs, machine=found["machine"])
 
 
 def judge(row: dict) -> str:
@@ -230,8 +206,8 @@ def judge(row: dict) -> str:
     return SUPPORTED if low > factor else CONTRADICTED if high < factor else UNRESOLVED  # a_slower
 
 
-def evaluate_claim(claim: dict, runs: list[dict], busy: set, drift: float) -> dict:
-    rows = [measure(c, runs, claim["steps"], busy, drift) for c in claim["compare"]]
+def evaluate_claim(claim: dict, runs: list[dict], probe) -> dict:
+    rows = [measure(c, runs, claim["steps"], probe) for c in claim["compare"]]
     tested = [r for r in rows if r.get("asserts") == "a_better" and "p" in r]
     for row, adjusted in zip(tested, holm([r["p"] for r in tested])):
         row["p_holm"] = adjusted
@@ -250,8 +226,7 @@ def evaluate_claim(claim: dict, runs: list[dict], busy: set, drift: float) -> di
                 comparisons=rows, verdict=verdict, why=why)
 
 
-def findings(study: dict, runs: list[dict], busy: set, drift: float) -> list[dict]:
-    """Every claim of the study, tested on the runs of the steps it names. `runs`: the whole study's
-    (study_runs), so `busy` (overlapping) and `drift` (speed_drift's factor) come from every job that ran, also
-    in steps no claim names."""
-    return [evaluate_claim(claim, runs, busy, drift) for claim in study.get("claims") or []]
+def findings(study: dict, runs: list[dict], probe=None) -> list[dict]:
+    """Every claim of the study, tested on the runs of the steps it names (`runs`: the whole study's, study_runs).
+    `probe` (timing.TimeProbe) measures the time comparisons; without it they are not testable."""
+    return [evaluate_claim(claim, runs, probe) for claim in study.get("claims") or []]

@@ -107,9 +107,10 @@ def comparison_cell(row: dict) -> str:
         text = (f"{pair}: {100 * row['estimate']:+.1f} pts [{100 * row['low']:+.1f}, {100 * row['high']:+.1f}]")
         text += f", p {row['p_holm' if 'p_holm' in row else 'p']:.2g}" + (" (Holm)" if "p_holm" in row else "")
     else:
-        what = "loss oscillation" if row["asserts"] == "a_steadier" else "time"
+        what = "loss oscillation" if row["asserts"] == "a_steadier" else "step time"
         text = f"{pair}: {what} x{row['estimate']:.2f} [{row['low']:.2f}, {row['high']:.2f}]"
-        text += f" (interval widened x{row['drift']:.2f} for speed drift)" if row.get("drift", 1.0) > 1.0 else ""
+    if "pairs" in row:
+        return f"{text}, {row['pairs']} alternating pairs on {row['machine']}: {row['verdict']}"
     seeds = f", {row['seeds']} seeds" if row.get("seeds", 1) > 1 else ", 1 seed"
     return f"{text}{seeds}: {row['verdict']}"
 
@@ -225,14 +226,6 @@ def step_section(step: dict, report: dict, level: str = "##", inner: list[str] =
     return lines + ([""] if step["figures"] else [])
 
 
-def drift_line(drift: dict | None) -> str:
-    if not drift or not drift["runs"]:
-        return "Speed drift: no work was run twice, so how far this machine's speed moved is not known."
-    return (f"Speed drift: the same work took up to x{drift['factor']:.2f} as long in one run as in another "
-            f"({drift['runs']} runs of it), so times from different runs are comparable only within that factor, "
-            f"and the Findings widen each time ratio by it.")
-
-
 def study_markdown(report: dict) -> str:
     steps = {s["name"]: s for s in report["steps"]}
     lines = [f"# {report['title']} (study {report['study']})", "", f"Command: `{report['command']}`", "",
@@ -243,8 +236,7 @@ def study_markdown(report: dict) -> str:
     published = " The lab's report's times are its whole runs' (almost all training)." if has_published(report) else ""
     lines += ["Tables: each setting's accuracy is the mean over its seeds (± their std) with the 95% Wilson interval "
               f"of the test set's noise; train time is the time in training steps (mean over seeds){ratio}. † marks "
-              f"a time measured while another job ran at the same time: not comparable.{published}",
-              "", drift_line(report.get("speed_drift")), ""]
+              f"a time measured while another job ran at the same time: not comparable.{published}", ""]
     for step in report["steps"]:
         if step.get("report_in") in steps:
             continue

@@ -8,7 +8,7 @@ from pathlib import Path
 from lab.noise import NOISE_LEVEL, two_proportion_p, wilson_interval
 from lab.report.table import config_value, same_value
 from lab.run_files import write_atomic, write_json
-from lab.study.claims import findings, matches, overlapping, scored, speed_drift, study_runs
+from lab.study.claims import findings, matches, overlapping, scored, study_runs
 from lab.study.labels import arm_label
 from lab.study.markdown import facts_of_runs, provenance, study_markdown
 
@@ -130,6 +130,7 @@ def failed_jobs(report: dict) -> list[str]:
 
 def write_study_report(study: dict, out: Path, steps, outcomes: dict, runs_log: list[dict], command: str) -> dict:
     from lab.study.figures import draw_step_figures
+    from lab.study.timing import TimeProbe  # torch: only when a report is written
 
     names = [s.name for s in steps]
     names += [n for n in study["plan"] if n not in names and (out / n).is_dir()]  # run by an earlier command
@@ -137,12 +138,11 @@ def write_study_report(study: dict, out: Path, steps, outcomes: dict, runs_log: 
     runs = study_runs(out, list(study["plan"]))
     busy = overlapping(runs)
     reference_s, lab_reference_s = reference_times(study, runs)
-    drift = speed_drift(runs, busy)
     report = dict(study=study["name"], title=study.get("title") or study["name"], dir=str(out), command=command,
                   published=study.get("published") or {}, reference_time_s=reference_s,
-                  lab_reference_time_s=lab_reference_s, speed_drift=drift,
+                  lab_reference_time_s=lab_reference_s,
                   steps=[step_report(study, out, n, outcomes.get(n), runs, busy) for n in names],
-                  findings=findings(study, runs, busy, drift["factor"]))
+                  findings=findings(study, runs, TimeProbe(out / "time_probe.json")))
     for step in report["steps"]:
         step["figures"] = draw_step_figures(step, report, study, out, runs)
     report["provenance"] = provenance(report, runs_log, runs)

@@ -29,9 +29,12 @@ def job_dirname(_root_) -> str:
 
 
 def job_name(overrides: list[str], swept: set | None) -> str:
-    """The swept overrides of a job as typed, without +/~: 'optimizer.lr=0.03,seed=1' ('' when none is swept;
-    every override when `swept` is None)."""
-    parts = [without_prefix(typed) for key, _, typed in run_overrides(overrides) if swept is None or key in swept]
+    """The swept overrides of a job as typed, without +/~, the seed last: 'optimizer.lr=0.03,seed=1' ('' when none
+    is swept; every override when `swept` is None). The seed's place on the command line (lab.study puts it first)
+    does not rename a job."""
+    found = [(key, without_prefix(typed)) for key, _, typed in run_overrides(overrides)
+             if swept is None or key in swept]
+    parts = [typed for key, typed in sorted(found, key=lambda kv: kv[0] == "seed")]  # sorted() is stable
     return ",".join(parts).replace("/", "_")[:200]
 
 
@@ -79,8 +82,8 @@ def sweep_progress(config) -> str:
 
 
 def job_overrides(config) -> list[list[str]] | None:
-    """Each job's overrides, as hydra's basic sweeper expands them: the sweeper's params, then the command line
-    (which wins), every swept value crossed with the others. None when the sweeper is another one (a tuner
+    """Each job's overrides, as lab's seed_first sweeper expands them: the seed, then the sweeper's params, then the
+    command line (which wins), every swept value crossed with the others. None when the sweeper is another one (a tuner
     samples its jobs) or a value needs Hydra's config loader to expand (glob)."""
     import itertools
 
@@ -96,7 +99,8 @@ def job_overrides(config) -> list[list[str]] | None:
                             else [f"{key}={override.get_value_element_as_str()}"])
     except Exception:
         return None
-    return [list(job) for job in itertools.product(*choices.values())]
+    order = sorted(choices, key=lambda key: key != "seed")  # hydra/sweeper=seed_first varies the seed slowest
+    return [list(job) for job in itertools.product(*(choices[key] for key in order))]
 
 
 def check_jobs(config, ranks_by_launcher: bool = False) -> str | None:
