@@ -108,6 +108,8 @@ def test_report_sets_the_lab_reports_numbers_beside_labs_with_intervals_and_coun
     assert text.index("## Findings") < text.index("## t3.") and "Setup vs the lab:" in text
     assert "t3/" not in text or "](t3/" in text  # links are relative
     assert "git commit abc" in text and not re.search(r"<[a-z/]", text)  # no HTML
+    from lab.run_files import git_state  # the jobs' commit and the commit that rendered the page, both named
+    assert f"this report rendered at git commit {git_state()['git_commit'][:12]}" in text
 
 
 def test_seeds_give_mean_and_std_per_setting(tmp_path):

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from lab.study.claims import CONTRADICTED, SUPPORTED, UNRESOLVED, UNTESTABLE, study_runs
 from lab.study.claims import findings as claim_findings
+from lab.study.claims import study_runs
+from lab.study.judging import CONTRADICTED, SUPPORTED, UNRESOLVED, UNTESTABLE, detectable_effect, original_passes
 from lab.study.stats import compare_accuracy, compare_ratio, holm, mcnemar_p, paired_interval, t_interval
 
 
@@ -130,7 +131,7 @@ def test_accuracy_verdicts_on_known_predictions(tmp_path):
     assert result["verdict"] == UNTESTABLE and "no seed has a finished run of both arms" in result["why"]
 
 
-def test_holm_counts_every_accuracy_comparison_of_a_claim(tmp_path):
+def test_holm_counts_every_test_of_a_claim_margin_tests_included(tmp_path):
     """Alone, 207 vs 200 of 400 (discordant 7:0, p 0.016) is significant; with 9 others its Holm p is not."""
     job(tmp_path, "s", "a", 207, 1, model="resnet18")
     job(tmp_path, "s", "b", 200, 1, model="resnet10")
@@ -139,6 +140,13 @@ def test_holm_counts_every_accuracy_comparison_of_a_claim(tmp_path):
     assert verdicts(tmp_path, one, ten) == [SUPPORTED, UNRESOLVED]
     assert findings(study([ten]), tmp_path)[0]["comparisons"][0]["p_holm"] == pytest.approx(
         min(1, 10 * mcnemar_p(7, 0)))
+    # a margin test is a test too (one-sided against -m): with it beside the "higher?" test, both are corrected
+    mixed = dict(compare=one["compare"] + [dict(a={"model": "resnet18"}, b={"model": "resnet10"},
+                                               asserts="a_not_worse", margin=0.01)])
+    higher, not_worse = findings(study([mixed]), tmp_path)[0]["comparisons"]
+    assert higher["p_holm"] == pytest.approx(holm([higher["p_test"], not_worse["p_test"]])[0])
+    assert not_worse["p_holm"] == pytest.approx(holm([higher["p_test"], not_worse["p_test"]])[1])
+    assert not_worse["p_test"] < higher["p_test"]  # +1.75 pts is further from -1 than from 0
 
 
 def test_time_and_oscillation_verdicts(tmp_path):
@@ -200,8 +208,35 @@ def test_the_findings_table_opens_the_report_with_its_rules(tmp_path):
     assert [c["verdict"] for c in claim5["comparisons"]] == [SUPPORTED, CONTRADICTED, UNTESTABLE]
     text = (tmp_path / "REPORT.md").read_text()
     assert text.index("## Findings") < text.index("## t4.") and "How each verdict is reached" in text
-    assert "On digits, not the lab's setting (CIFAR-100" in text and "| 5. ResNet50 > ResNet18 > ResNet10" in text
-    # each comparison says what it asserts, so two tests of one pair read apart
-    assert "ResNet18 vs ResNet10 (higher?): +25.0 pts" in text and "(time over x2?)" in text
+    assert "On digits, not the lab's setting (CIFAR-100" in text
+    assert "| **5** | **ResNet50 > ResNet18 > ResNet10" in text
+    # the claim's row counts its parts; each sub-claim has a row of its own that says what it asserts
+    assert "**contradicted** (1 supported, 1 contradicted, 1 not testable)" in text
+    assert "| 5a | ResNet18 vs ResNet10 (higher?) | 0.6828 vs 0.6629 | +25.0 pts [+20.7, +29.2], 1 seed |" in text
+    assert "| 5c | ResNet50 vs ResNet10 (time over x2?) | 58943 s vs 1829 s (x32.23) |" in text
     # these runs predate results.json's image_shape: the probe cannot rebuild their batch, and says so
     assert "no image_shape" in claim5["comparisons"][2]["why"] and "Speed drift" not in text
+
+
+def test_the_originals_own_numbers_face_the_same_test():
+    """The lab's report: Adagrad 0.6237 against SGD's 0.6629 is 3.9 points apart, so "within 2 points" fails on its
+    own numbers; ResNet18's +2.0 points on 10,000 images passes "higher" (z ~ 3); its times pass as bare ratios."""
+    def passes(a, b, asserts, **bound):
+        return original_passes(dict(a={}, b={}, asserts=asserts, original=dict(a=a, b=b), **bound), 10000)
+    assert passes(0.6237, 0.6629, "a_close", margin=0.02) is False
+    assert passes(0.6828, 0.6629, "a_better") is True and passes(0.6629, 0.6828, "a_better") is False
+    assert passes(0.6500, 0.6490, "a_better") is False  # 0.1 points on 10,000 images is noise
+    assert passes(58943, 1829, "a_slower", factor=2.0) is True
+    assert passes(1995, 1829, "a_similar_time", factor=1.1) is True and passes(2100, 1829, "a_similar_time",
+                                                                               factor=1.1) is False
+    assert original_passes(dict(a={}, b={}, asserts="a_better"), 10000) is None  # the original gave no numbers
+
+
+def test_the_detectable_effect_grows_with_the_noise():
+    """80% power at 5%, two-sided: (t(0.975, df) + t(0.8, df)) x se; one seed uses the normal's 1.96 + 0.84."""
+    from scipy.stats import t as student
+
+    row = dict(asserts="a_better", se=0.01, df=4.0)
+    assert detectable_effect(row) == pytest.approx((student.ppf(0.975, 4) + student.ppf(0.8, 4)) * 0.01)
+    assert detectable_effect(dict(row, df=None)) == pytest.approx(2.8016 * 0.01, abs=1e-5)
+    assert detectable_effect(dict(asserts="a_slower", se=0.05, df=5.0)) > 1  # a ratio: exp of the log effect

@@ -5,6 +5,7 @@ import platform
 
 from lab.machine import describe_cpu, torch_facts
 from lab.noise import wilson_interval
+from lab.run_files import git_state
 
 HEADER = ["setting", "lab: test acc [95%]", "correct / total", "the lab's report", "vs the lab's report",
           "train time (s)", "x ResNet10", "the lab's report: time (s)", "its x ResNet10", "epochs", "status"]
@@ -72,7 +73,7 @@ def provenance(report: dict, runs_log: list[dict], runs: list[dict]) -> dict:
         hours["GPU-hours" if "cuda" in str(r.get("device")) else "CPU-hours"] += (r.get("total_time_s") or 0) / 3600
     return dict(git_commits=commits, git_dirty=any(r.get("git_dirty") for r in originals), devices=devices,
                 **torch_facts(any("cuda" in d for d in devices)), python=platform.python_version(),
-                cpu="; ".join(cpus), host=platform.node(),
+                cpu="; ".join(cpus), host=platform.node(), rendered_by=git_state(),
                 wall_time_s=round(sum(r["ended_at"] - r["started_at"] for r in runs_log), 1),
                 commands=len(runs_log), jobs_trained=len(originals), jobs_copied=len(runs) - len(originals),
                 settings=facts_of_runs(runs), **{k: round(v, 3) for k, v in hours.items()})
@@ -91,44 +92,12 @@ def dataset_note(report: dict) -> str:
             f"a test of each claim's direction, not of the lab's numbers.")
 
 
-def claimed(row: dict) -> str:
-    """What the comparison asserts of a against b, in the words of the Findings table."""
-    margin, factor = 100 * (row.get("margin") or 0), row.get("factor") or 1.0
-    return {"a_better": "higher", "a_close": f"within {margin:g} pts", "a_not_worse": f"not {margin:g} pts lower",
-            "a_slower": f"time over x{factor:g}", "a_similar_time": f"time within x{factor:g}",
-            "a_steadier": "steadier loss"}[row["asserts"]]
-
-
-def comparison_cell(row: dict) -> str:
-    pair = f"{row['a']} vs {row['b']} ({claimed(row)}?)"
-    if "estimate" not in row:
-        return f"{pair}: {row.get('why', '')}"
-    if row["asserts"] in ("a_better", "a_close", "a_not_worse"):
-        text = (f"{pair}: {100 * row['estimate']:+.1f} pts [{100 * row['low']:+.1f}, {100 * row['high']:+.1f}]")
-        text += f", p {row['p_holm' if 'p_holm' in row else 'p']:.2g}" + (" (Holm)" if "p_holm" in row else "")
-    else:
-        what = "loss oscillation" if row["asserts"] == "a_steadier" else "step time"
-        text = f"{pair}: {what} x{row['estimate']:.2f} [{row['low']:.2f}, {row['high']:.2f}]"
-    if "pairs" in row:
-        return f"{text}, {row['pairs']} alternating pairs on {row['machine']}: {row['verdict']}"
-    seeds = f", {row['seeds']} seeds" if row.get("seeds", 1) > 1 else ", 1 seed"
-    return f"{text}{seeds}: {row['verdict']}"
-
-
 def findings_lines(report: dict) -> list[str]:
     from lab.study.claims import RULES
+    from lab.study.subclaims import findings_table
 
-    published = has_published(report)
-    header = ["claim"] + (["the lab's report"] if published else []) + ["lab: difference [95% interval]", "verdict"]
-    lines = ["## Findings", "", dataset_note(report), "", "| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
-    for claim in report["findings"]:
-        lab = "; ".join(comparison_cell(row) for row in claim["comparisons"])
-        verdict = claim["verdict"] + (f" ({claim['why']})" if claim["verdict"].startswith("not testable") else "")
-        cells = [f"{claim['id']}. {claim['text']}"] + ([claim["lab_report"]] if published else []) + \
-            [lab, f"**{verdict}**"]
-        lines.append("| " + " | ".join(c.replace("|", "/").replace("\n", " ") for c in cells) + " |")
-    lines += ["", "How each verdict is reached:", ""] + [f"- {rule}" for rule in RULES] + [""]
-    return lines
+    lines = ["## Findings", "", dataset_note(report), ""] + findings_table(report["findings"], has_published(report))
+    return lines + ["", "How each verdict is reached:", ""] + [f"- {rule}" for rule in RULES] + [""]
 
 
 def setup_line(step: dict, report: dict) -> str:
@@ -268,13 +237,20 @@ def weaker_teacher(teacher: dict, step: dict) -> str | None:
             f"this step compares the two losses under a weak teacher, not what a good teacher adds ({longer}).")
 
 
+def rendered_by(facts: dict) -> str:
+    commit = (facts.get("rendered_by") or {}).get("git_commit")
+    edited = " (with uncommitted changes)" if (facts.get("rendered_by") or {}).get("git_dirty") else ""
+    return f"{commit[:12]}{edited}" if commit else "unknown (not a git checkout)"
+
+
 def provenance_lines(facts: dict) -> list[str]:
     commits = ", ".join(c[:12] for c in facts["git_commits"]) or "unknown"
     dirty = "yes (results from an edited tree)" if facts["git_dirty"] else "no"
     gpus = f" ({', '.join(facts['gpu_names'])})" if facts["gpu_names"] else ""
     s = facts["settings"]
     return ["## Provenance", "",
-            f"- code: git commit {commits}; uncommitted changes: {dirty}",
+            f"- code: the jobs trained at git commit {commits}; uncommitted changes: {dirty}",
+            f"- this report rendered at git commit {rendered_by(facts)}",
             f"- torch {facts['torch']}, CUDA {facts['cuda']}, Python {facts['python']}",
             f"- devices: {', '.join(facts['devices']) or 'none recorded'}{gpus}; CPU {facts['cpu']}; host "
             f"{facts['host']}",

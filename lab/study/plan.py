@@ -127,6 +127,11 @@ def check_claim(claim: dict, plan: dict) -> None:
             raise ConfigError(f"{where}: {comparison['asserts']} needs a margin (accuracy, e.g. 0.02)")
         if comparison["asserts"] == "a_similar_time" and not (comparison.get("factor") or 0) > 1:
             raise ConfigError(f"{where}: a_similar_time needs a factor > 1 (a time ratio, e.g. 1.1)")
+        original = comparison.get("original")
+        if original is not None and not (isinstance(original, dict) and all(
+                isinstance(original.get(arm), (int, float)) for arm in ("a", "b"))):
+            raise ConfigError(f"{where}: a comparison's original is the original report's numbers for its arms, "
+                              f"{{a: 0.649, b: 0.6629}} (accuracies, or times in s), not {original}")
 
 
 def selected_steps(study: dict) -> list[str]:

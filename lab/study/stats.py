@@ -45,6 +45,31 @@ def counts(correct_a: list[bool], correct_b: list[bool]) -> tuple[int, int, int,
     return both, only_a, only_b, len(pairs) - both - only_a - only_b
 
 
+def quantile(prob: float, df: float | None) -> float:
+    """Student's t quantile at df degrees of freedom; the normal's when df is None (one seed: McNemar's world)."""
+    from scipy.stats import norm
+    from scipy.stats import t as student
+
+    return float(norm.ppf(prob) if df is None else student.ppf(prob, df))
+
+
+def one_sided_p(estimate: float, bound: float, se: float, df: float | None, above: bool) -> float:
+    """p of the hypothesis that the true value is on the wrong side of `bound`: at or below it when `above` (the
+    claim: above the bound), at or above it otherwise. One half of a TOST."""
+    from scipy.stats import norm
+    from scipy.stats import t as student
+
+    if se == 0:
+        return 0.0 if (estimate > bound if above else estimate < bound) else 1.0
+    z = (estimate - bound) / se if above else (bound - estimate) / se
+    return float(norm.sf(z) if df is None else student.sf(z, df))
+
+
+def detectable(se: float, df: float | None, power: float = 0.8) -> float:
+    """The smallest true effect a two-sided test at LEVEL finds with this power, at this standard error."""
+    return (quantile(1 - LEVEL / 2, df) + quantile(power, df)) * se
+
+
 def t_test(mean: float, variance: float, df: float) -> tuple[float, float, float, float]:
     """(mean, low, high, p): the 95% interval of a mean with this variance, and its two-sided p against 0."""
     from scipy.stats import t as student
@@ -72,13 +97,14 @@ def compare_accuracy(pairs: list[tuple[list[bool], list[bool]]]) -> dict:
     if k == 1:
         both, only_a, only_b, neither = per_seed[0]
         low, high = paired_interval(both, only_a, only_b, neither)
-        return dict(result, estimate=diffs[0], low=low, high=high, p=mcnemar_p(only_a, only_b))
+        se = (high - low) / (2 * quantile(1 - LEVEL / 2, None))  # the interval's, read back as a normal's
+        return dict(result, estimate=diffs[0], low=low, high=high, p=mcnemar_p(only_a, only_b), se=se, df=None)
     per_image = [sum(int(a[j]) - int(b[j]) for a, b in pairs) / k for j in range(n)]
     seed_var, test_var = statistics.variance(diffs) / k, statistics.variance(per_image) / n
     parts = (seed_var ** 2 / (k - 1) if seed_var else 0) + (test_var ** 2 / (n - 1) if test_var else 0)
     df = (seed_var + test_var) ** 2 / parts if parts else n - 1  # Welch-Satterthwaite
     mean, low, high, p = t_test(statistics.fmean(diffs), seed_var + test_var, df)
-    return dict(result, estimate=mean, low=low, high=high, p=p)
+    return dict(result, estimate=mean, low=low, high=high, p=p, se=math.sqrt(seed_var + test_var), df=df)
 
 
 def compare_ratio(pairs: list[tuple[float, float]]) -> dict | None:
@@ -86,8 +112,10 @@ def compare_ratio(pairs: list[tuple[float, float]]) -> dict | None:
     interval over the seeds. None with one run per arm: no spread to judge a ratio by."""
     if len(pairs) < 2 or any(a <= 0 or b <= 0 for a, b in pairs):
         return None
-    mean, low, high, p = t_interval([math.log(a / b) for a, b in pairs])
-    return dict(seeds=len(pairs), estimate=math.exp(mean), low=math.exp(low), high=math.exp(high), p=p)
+    logs = [math.log(a / b) for a, b in pairs]
+    mean, low, high, p = t_interval(logs)
+    return dict(seeds=len(pairs), estimate=math.exp(mean), low=math.exp(low), high=math.exp(high), p=p,
+                se=math.sqrt(statistics.variance(logs) / len(logs)), df=len(logs) - 1)  # se of the log ratio
 
 
 def holm(p_values: list[float]) -> list[float]:
