@@ -6,6 +6,7 @@ import platform
 from lab.machine import describe_cpu, torch_facts
 from lab.noise import wilson_interval
 from lab.run_files import git_state
+from lab.study.deviations import deviation_lines
 
 HEADER = ["setting", "lab: test acc [95%]", "correct / total", "the lab's report", "vs the lab's report",
           "train time (s)", "x ResNet10", "the lab's report: time (s)", "its x ResNet10", "epochs", "status"]
@@ -199,6 +200,7 @@ def study_markdown(report: dict) -> str:
     steps = {s["name"]: s for s in report["steps"]}
     lines = [f"# {report['title']} (study {report['study']})", "", f"Command: `{report['command']}`", "",
              "Steps: " + ", ".join(f"{s['name']} {s['outcome']['status']}" for s in report["steps"]) + ".", ""]
+    lines += deviation_lines(report["deviations"]) if report.get("deviations") else []
     lines += findings_lines(report)
     ratio = (" and x ResNet10 its ratio to the ResNet10 SGD lr 0.03 run's" if RATIO_COLUMN in
              [HEADER[i] for i in columns(report)] else "")

@@ -14,7 +14,7 @@ from lab.errors import ConfigError, first_line
 from lab.keys import override_key
 
 STUDY_KEYS = {"name", "title", "steps", "signs_root", "jobs_per_gpu", "parallel_steps", "root", "dir",
-              "published", "plan", "claims", "time_reference"}
+              "published", "plan", "claims", "time_reference", "planned"}
 STEP_KEYS = {"title", "args", "needs", "match", "published", "note", "overrides", "keep_groups", "skip_unless",
              "skip_reason", "args_by_dataset", "report_in", "borrow", "setup"}
 CLAIM_KEYS = {"id", "text", "steps", "lab_report", "compare"}

@@ -129,6 +129,7 @@ def failed_jobs(report: dict) -> list[str]:
 
 
 def write_study_report(study: dict, out: Path, steps, outcomes: dict, runs_log: list[dict], command: str) -> dict:
+    from lab.study.deviations import deviations
     from lab.study.figures import draw_step_figures
     from lab.study.timing import TimeProbe  # torch: only when a report is written
 
@@ -146,6 +147,8 @@ def write_study_report(study: dict, out: Path, steps, outcomes: dict, runs_log: 
     for step in report["steps"]:
         step["figures"] = draw_step_figures(step, report, study, out, runs)
     report["provenance"] = provenance(report, runs_log, runs)
+    starts = [r["results"]["started_at"] for r in runs if r["results"].get("started_at")]
+    report["deviations"] = deviations(study, [r.get("argv") or [] for r in runs_log], min(starts, default=None))
     write_json(out / "report.json", report)
     write_atomic(out / "REPORT.md", study_markdown(report))
     return report
