@@ -214,6 +214,9 @@ def test_the_findings_table_opens_the_report_with_its_rules(tmp_path):
     assert "**contradicted** (1 supported, 1 contradicted, 1 not testable)" in text
     assert "| 5a | ResNet18 vs ResNet10 (higher?) | 0.6828 vs 0.6629 | +25.0 pts [+20.7, +29.2], 1 seed |" in text
     assert "| 5c | ResNet50 vs ResNet10 (time over x2?) | 58943 s vs 1829 s (x32.23) |" in text
+    # the summary figure of every measured sub-claim opens the Findings
+    assert "![Every sub-claim's difference and verdict](findings.png)" in text
+    assert (tmp_path / "findings.png").read_bytes().startswith(b"\x89PNG")
     # these runs predate results.json's image_shape: the probe cannot rebuild their batch, and says so
     assert "no image_shape" in claim5["comparisons"][2]["why"] and "Speed drift" not in text
 
@@ -240,3 +243,19 @@ def test_the_detectable_effect_grows_with_the_noise():
     assert detectable_effect(row) == pytest.approx((student.ppf(0.975, 4) + student.ppf(0.8, 4)) * 0.01)
     assert detectable_effect(dict(row, df=None)) == pytest.approx(2.8016 * 0.01, abs=1e-5)
     assert detectable_effect(dict(asserts="a_slower", se=0.05, df=5.0)) > 1  # a ratio: exp of the log effect
+
+
+def test_a_settings_interval_holds_its_seeds_spread_as_well_as_the_test_sets_noise():
+    """Seeds at 0.70 and 0.80 on 10,000 images: Wilson's interval of the mean (±0.8 points) would hide a 10-point
+    spread; the seeds' interval (t at 1 degree of freedom) holds both seeds. The figures draw this one."""
+    from lab.noise import wilson_interval
+    from lab.study.figures import interval_of
+    from lab.study.stats import seeds_interval
+
+    low, high = seeds_interval([0.70, 0.80], 10000)
+    assert low < 0.70 and high > 0.80
+    w_low, w_high = wilson_interval(0.75, 10000)
+    assert w_low > 0.74 and w_high < 0.76  # the test set's noise alone
+    assert seeds_interval([0.75], 10000) == pytest.approx(wilson_interval(0.75, 10000))  # one seed: Wilson's
+    row = dict(test_acc=0.75, interval=[w_low, w_high], seeds_interval=[low, high])
+    assert interval_of(row) == pytest.approx((0.75 - low, high - 0.75))

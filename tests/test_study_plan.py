@@ -38,10 +38,12 @@ def test_a_command_line_against_the_plan_is_listed_change_by_change():
              "dataset.batch_size=64"]
     assert command_deviations(planned, [first, first]) == []  # where it ran (dirs, roots) is no deviation
     lines = command_deviations(planned, [first, later])
-    assert lines == ["command 2 of 2: seed=1,2,3,4,5 (the plan: seed=1,2,3)",
-                     "command 2 of 2: dataset.batch_size=64 (not in the plan)"]
+    assert lines == ["seed=1,2,3,4,5 (the plan: seed=1,2,3): command 2 of 2",
+                     "dataset.batch_size=64 (not in the plan): command 2 of 2"]
+    assert command_deviations(planned, [later, later]) == ["seed=1,2,3,4,5 (the plan: seed=1,2,3): commands 1, 2 of 2",
+                                                         "dataset.batch_size=64 (not in the plan): commands 1, 2 of 2"]
     assert command_deviations(planned, [["trainer.max_epochs=5", "seed=1,2,3"]]) == [
-        "command 1 of 1: left out the plan's dataset=fashion_mnist"]
+        "left out the plan's dataset=fashion_mnist: command 1 of 1"]
     assert "fixes no command line" in command_deviations(None, [first])[0]
 
 
@@ -66,11 +68,12 @@ def test_a_plan_changed_after_the_runs_began_is_a_deviation_in_the_report(tmp_pa
     commit(repo, "a wider margin, after seeing the runs", frozen_at + 1800)
     argv = ["--config-dir", str(repo), "study=mine", "dataset=digits", "trainer.max_epochs=3", "seed=1,2,3"]
     study, _, _, _ = plan_study(argv)
-    write_study_report(study, out, [Step("s", study["plan"]["s"])], {}, [dict(argv=argv, started_at=0.0, ended_at=1.0)], "cmd")
+    command_log = [dict(argv=argv, started_at=0.0, ended_at=1.0)]
+    write_study_report(study, out, [Step("s", study["plan"]["s"])], {}, command_log, "cmd")
     text = (out / "REPORT.md").read_text()
     section = text[text.index("## Deviations from the plan"):text.index("## Findings")]
     frozen = subprocess.run(["git", "rev-list", "--max-parents=0", "HEAD"], cwd=repo, capture_output=True,
                             text=True).stdout.strip()
     assert f"Plan: mine.yaml at git commit {frozen[:12]}" in section  # the plan as it was when the runs began
     assert "the plan was changed after the first job started" in section and "a wider margin" in section
-    assert "seed=1,2,3 (the plan: seed=1,2)" in section
+    assert "seed=1,2,3 (the plan: seed=1,2): command 1 of 1" in section and "study=mine" not in section

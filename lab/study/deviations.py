@@ -13,8 +13,8 @@ from lab.config import CONF
 from lab.keys import override_key
 
 # Where and how a study runs, not what it tests: no deviation.
-WHERE = ("study.dir", "study.root", "study.signs_root", "study.steps", "study.jobs_per_gpu", "study.parallel_steps",
-         "dataset.root", "cpu_threads", "gpu_pool", "progress_every_s", "hydra")
+WHERE = ("study.dir", "study.root", "study.signs_root", "study.steps", "study.jobs_per_gpu",
+         "study.parallel_steps", "dataset.root", "cpu_threads", "gpu_pool", "progress_every_s", "hydra")
 
 
 def plan_file(study: dict) -> Path | None:
@@ -40,16 +40,17 @@ def plan_history(path: Path | None, first_start: float | None) -> tuple[str | No
     before = [c for c in commits if float(c[1]) <= first_start]
     after = [c for c in commits if float(c[1]) > first_start]
     when = lambda c: datetime.datetime.fromtimestamp(float(c[1])).strftime("%Y-%m-%d %H:%M")  # noqa: E731
-    return (before[0][0] if before else None), [f"{c[0][:12]} ({when(c)}): {c[2] if len(c) > 2 else ''}"
-                                                 for c in reversed(after)]
+    subject = lambda c: c[2] if len(c) > 2 and len(c[2]) <= 100 else (c[2][:100] + "..." if len(c) > 2 else "")  # noqa
+    return (before[0][0] if before else None), [f"{c[0][:12]} ({when(c)}): {subject(c)}" for c in reversed(after)]
 
 
 def given_overrides(argv: list[str]) -> dict:
     """{key: override as typed} of a command's overrides that say what the study tests (the last one wins)."""
     found = {}
     for arg in argv:
-        if "=" in arg and not arg.startswith("-") and not override_key(arg).startswith(WHERE):
-            found[override_key(arg)] = arg.lstrip("+~")
+        key = override_key(arg)
+        if "=" in arg and not arg.startswith("-") and key != "study" and not key.startswith(WHERE):  # study=: the plan
+            found[key] = arg.lstrip("+~")
     return found
 
 
@@ -59,13 +60,16 @@ def command_deviations(planned: list[str] | None, commands: list[list[str]]) -> 
         return ["the plan fixes no command line (`planned` in its yaml): scale, seeds and step overrides are the "
                 "commands' own, not a plan's"]
     plan = given_overrides(planned)
-    lines = []
+    said = {}  # each change once, with the commands that made it (a resumed study repeats its command)
     for number, argv in enumerate(commands, 1):
-        given, which = given_overrides(argv), f"command {number} of {len(commands)}"
-        lines += [f"{which}: {given[k]} (the plan: {plan[k]})" for k in given if k in plan and given[k] != plan[k]]
-        lines += [f"{which}: {given[k]} (not in the plan)" for k in given if k not in plan]
-        lines += [f"{which}: left out the plan's {plan[k]}" for k in plan if k not in given]
-    return list(dict.fromkeys(lines))  # a resumed study repeats its command: say each change once
+        given = given_overrides(argv)
+        changes = [f"{given[k]} (the plan: {plan[k]})" for k in given if k in plan and given[k] != plan[k]]
+        changes += [f"{given[k]} (not in the plan)" for k in given if k not in plan]
+        changes += [f"left out the plan's {plan[k]}" for k in plan if k not in given]
+        for change in changes:
+            said.setdefault(change, []).append(number)
+    return [f"{change}: command{'s' if len(numbers) > 1 else ''} {', '.join(map(str, numbers))} of {len(commands)}"
+            for change, numbers in said.items()]
 
 
 def deviations(study: dict, commands: list[list[str]], first_start: float | None) -> dict:

@@ -30,8 +30,15 @@ def zoom(ax, lows: list[float], highs: list[float]) -> None:
 
 
 def interval_of(row: dict) -> tuple[float, float]:
-    low, high = row.get("interval") or (row["test_acc"], row["test_acc"])
+    """The error bar: the interval that holds the seeds' spread and the test set's noise (stats.seeds_interval)."""
+    low, high = row.get("seeds_interval") or row.get("interval") or (row["test_acc"], row["test_acc"])
     return row["test_acc"] - low, high - row["test_acc"]
+
+
+def seed_points(rows: list[dict], place) -> tuple[list, list]:
+    """(places, accuracies) of every seed's run: place(i, row) is where row i sits on the other axis."""
+    points = [(place(i, r), acc) for i, r in enumerate(rows) for acc in r.get("accuracies") or [] if acc is not None]
+    return [p for p, _ in points], [a for _, a in points]
 
 
 def numeric_axis(rows: list[dict]) -> str | None:
@@ -54,7 +61,8 @@ def accuracy_vs(rows: list[dict], key: str, title: str):
     ax = fig.subplots()
     xs = [r["values"][key] for r in done]
     ax.errorbar(xs, [r["test_acc"] for r in done], yerr=list(zip(*[interval_of(r) for r in done])), color="tab:blue",
-                marker="o", capsize=4, label="lab (mean over seeds, 95% interval)")
+                marker="o", capsize=4, label="lab: mean, 95% interval (seeds and test set)")
+    ax.plot(*seed_points(done, lambda i, r: r["values"][key]), "x", color="tab:blue", alpha=0.6, label="each seed")
     lab = [(r["values"][key], r["lab_report_acc"]) for r in done if r.get("lab_report_acc") is not None]
     if lab:
         ax.plot(*zip(*lab), **LAB_STYLE)
@@ -62,8 +70,9 @@ def accuracy_vs(rows: list[dict], key: str, title: str):
         ax.set_xscale("log")
     ax.set(xlabel=arm_label({key: 1}).split(" ")[0] if key.endswith("lr") else key, ylabel="test accuracy",
            title=title)
-    zoom(ax, [r["test_acc"] - interval_of(r)[0] for r in done] + [y for _, y in lab],
-         [r["test_acc"] + interval_of(r)[1] for r in done] + [y for _, y in lab])
+    seeds = seed_points(done, lambda i, r: i)[1]
+    zoom(ax, [r["test_acc"] - interval_of(r)[0] for r in done] + [y for _, y in lab] + seeds,
+         [r["test_acc"] + interval_of(r)[1] for r in done] + [y for _, y in lab] + seeds)
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize="small")
     ax.set_xticks(xs, [number(x) for x in xs], rotation=45)  # every swept value, readable where they crowd
@@ -78,13 +87,18 @@ def accuracy_bars(rows: list[dict], title: str, reference_s: float | None):
     fig = Figure(figsize=(12, 1.8 + 0.55 * len(done)), layout="constrained")
     ax_acc, ax_time = fig.subplots(1, 2, sharey=True)
     y, palette = list(range(len(done))), colours(len(done))
-    ax_acc.barh(y, [r["test_acc"] for r in done], xerr=list(zip(*[interval_of(r) for r in done])), capsize=4,
-                color=palette, edgecolor="black", label="lab (95% interval)")
+    # Points, not bars: the axis is zoomed to the data, and a bar's length from a cut axis would exaggerate gaps.
+    for i, row in enumerate(done):
+        ax_acc.errorbar([row["test_acc"]], [i], xerr=[[interval_of(row)[0]], [interval_of(row)[1]]], fmt="o",
+                        color=palette[i], capsize=4, label="lab: mean, 95% interval (seeds and test set)" if i == 0
+                        else None)
+    ax_acc.plot(*seed_points(done, lambda i, r: i)[::-1], "x", color="0.3", alpha=0.7, label="each seed")
     lab = [(r["lab_report_acc"], i) for i, r in enumerate(done) if r.get("lab_report_acc") is not None]
     if lab:
         ax_acc.plot(*zip(*lab), **LAB_STYLE)
-    lows = [r["test_acc"] - interval_of(r)[0] for r in done] + [x for x, _ in lab]
-    highs = [r["test_acc"] + interval_of(r)[1] for r in done] + [x for x, _ in lab]
+    seeds = seed_points(done, lambda i, r: i)[1]
+    lows = [r["test_acc"] - interval_of(r)[0] for r in done] + [x for x, _ in lab] + seeds
+    highs = [r["test_acc"] + interval_of(r)[1] for r in done] + [x for x, _ in lab] + seeds
     pad = max(0.01, 0.08 * (max(highs) - min(lows)))
     ax_acc.set_xlim(max(0.0, min(lows) - pad), min(1.0, max(highs) + pad))
     ax_acc.set(xlabel="test accuracy", title="Test accuracy")
@@ -127,17 +141,21 @@ def loss_per_step(rows: list[dict], title: str):
 
     fig = Figure(figsize=(10, 4.8), layout="constrained")
     ax = fig.subplots()
+    ran = set()  # the milestones the runs used, which the step's title may not (a shorter study moves them)
     for row, colour in zip(rows, colours(len(rows))):
         for i, run_dir in enumerate(map(Path, row["run_dirs"])):
             steps = read_rows(run_dir / "steps.csv")
             ax.plot([int(r["step"]) for r in steps], [float(r["train_loss"]) for r in steps], color=colour, lw=0.7,
                     alpha=0.8, label=row["label"] if i == 0 else None)
             config = json.loads((run_dir / "results.json").read_text()).get("config") or {}
-            for step in milestone_steps(run_dir, list((config.get("scheduler") or {}).get("milestones") or [])):
+            milestones = list((config.get("scheduler") or {}).get("milestones") or [])
+            ran.update(milestones)
+            for step in milestone_steps(run_dir, milestones):
                 ax.axvline(step, color=colour, ls="--", lw=1)
     ax.plot([], [], color="0.3", ls="--", label="milestone (lr x gamma)")
     ax.set_yscale("log")
-    ax.set(xlabel="training step", ylabel="training loss (every step)", title=title)
+    ran_text = f"\n(the runs' milestones: epochs {', '.join(map(str, sorted(ran)))})" if ran else ""
+    ax.set(xlabel="training step", ylabel="training loss (every step, log scale)", title=title + ran_text)
     ax.grid(alpha=0.3)
     ax.legend(loc="upper right", fontsize="small")
     return fig
@@ -166,6 +184,57 @@ def distill_losses(rows: list[dict], title: str):
         if ax.get_legend_handles_labels()[0]:
             ax.legend(loc="upper right", fontsize="small")
     fig.suptitle(title)
+    return fig
+
+
+VERDICT_COLOURS = {"supported": "tab:green", "contradicted": "tab:red"}  # not resolved: grey
+
+
+def sub_claim_panel(ax, rows: list[tuple[str, dict]], ratio: bool) -> None:
+    """One sub-claim a row: its difference (points) or ratio with the 95% interval, coloured by verdict, over the
+    region its claim asserts (shaded) and the line of no difference."""
+    scale = (lambda v: v) if ratio else (lambda v: 100 * v)
+    for y, (label, row) in enumerate(rows):
+        m, f = 100 * (row.get("margin") or 0), row.get("factor") or 1.0
+        band = {"a_close": (-m, m), "a_not_worse": (-m, None), "a_better": (0, None), "a_slower": (f, None),
+                "a_similar_time": (1 / f, f), "a_steadier": (None, 1)}[row["asserts"]]
+        low, high = band
+        ax.fill_betweenx([y - 0.4, y + 0.4], low if low is not None else -1e9, high if high is not None else 1e9,
+                         color="tab:green", alpha=0.12, lw=0)
+        colour = VERDICT_COLOURS.get(row["verdict"], "0.5")
+        estimate = scale(row["estimate"])
+        ax.errorbar([estimate], [y], xerr=[[estimate - scale(row["low"])], [scale(row["high"]) - estimate]],
+                    fmt="o", color=colour, capsize=4)
+    ax.axvline(1 if ratio else 0, color="0.3", lw=1)
+    values = [scale(v) for _, r in rows for v in (r["low"], r["high"])]
+    pad = 0.1 * (max(values) - min(values) or 1)
+    ax.set_xlim(min(values) - pad, max(values) + pad) if not ratio else ax.set_xscale("log")
+    ax.set_yticks(range(len(rows)), [label for label, _ in rows])
+    ax.invert_yaxis()
+    ax.grid(axis="x", alpha=0.3)
+    ax.set_xlabel("ratio a / b (log scale)" if ratio else "difference a - b (accuracy points)")
+
+
+def findings_figure(findings: list[dict]):
+    """Every measured sub-claim at a glance: green where it is supported, red contradicted, grey not resolved; the
+    shaded region is what the sub-claim asserts (its margin band, its factor). None when nothing was measured."""
+    from matplotlib.figure import Figure
+
+    from lab.study.judging import ACCURACY
+
+    measured = [(f"{c['id']}{chr(ord('a') + i)}. {r['a']} vs {r['b']}", r) for c in findings
+                for i, r in enumerate(c["comparisons"]) if "estimate" in r]
+    panels = [(rows, ratio) for rows, ratio in (([m for m in measured if m[1]["asserts"] in ACCURACY], False),
+                                                ([m for m in measured if m[1]["asserts"] not in ACCURACY], True))
+              if rows]
+    if not panels:
+        return None
+    heights = [len(rows) for rows, _ in panels]
+    fig = Figure(figsize=(11, 1.2 + 0.42 * sum(heights) + 0.6 * len(panels)), layout="constrained")
+    axes = fig.subplots(len(panels), 1, gridspec_kw=dict(height_ratios=heights), squeeze=False)[:, 0]
+    for ax, (rows, ratio) in zip(axes, panels):
+        sub_claim_panel(ax, rows, ratio)
+    fig.suptitle("Every sub-claim: green supported, red contradicted, grey not resolved; shaded: what it asserts")
     return fig
 
 

@@ -97,7 +97,10 @@ def findings_lines(report: dict) -> list[str]:
     from lab.study.claims import RULES
     from lab.study.subclaims import findings_table
 
-    lines = ["## Findings", "", dataset_note(report), ""] + findings_table(report["findings"], has_published(report))
+    lines = ["## Findings", "", dataset_note(report), ""]
+    lines += [f"![Every sub-claim's difference and verdict]({report['findings_figure']})", ""] \
+        if report.get("findings_figure") else []
+    lines += findings_table(report["findings"], has_published(report))
     return lines + ["", "How each verdict is reached:", ""] + [f"- {rule}" for rule in RULES] + [""]
 
 

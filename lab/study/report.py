@@ -7,10 +7,11 @@ from pathlib import Path
 
 from lab.noise import NOISE_LEVEL, two_proportion_p, wilson_interval
 from lab.report.table import config_value, same_value
-from lab.run_files import write_atomic, write_json
+from lab.run_files import save_png, write_atomic, write_json
 from lab.study.claims import findings, matches, overlapping, scored, study_runs
 from lab.study.labels import arm_label
 from lab.study.markdown import facts_of_runs, provenance, study_markdown
+from lab.study.stats import seeds_interval
 
 # Keys that do not tell settings apart: the seed, paths, and where or how a job ran (a resumed job may have
 # continued with other threads).
@@ -53,6 +54,8 @@ def group_row(label: str, values: dict, runs: list[dict], match: str | None, bus
     return dict(label=label, values=values, jobs=[f"{r['step']}/{r['job']}" for r in runs], status=", ".join(statuses),
                 seeds=len(ok), test_acc=acc, test_acc_std=std([r.get("test_acc") for r in records]), test_images=n,
                 correct=[correct_count(r) for r in ok], interval=list(wilson_interval(acc, n)) if acc and n else None,
+                accuracies=[r.get("test_acc") for r in records],  # per seed, for the figures' points
+                seeds_interval=list(seeds_interval([r["test_acc"] for r in records], n)) if acc and n else None,
                 train_time_s=mean([r.get("train_time_s") for r in records]),
                 epochs=mean([r.get("epochs") for r in records]), time_comparable=not any(r["key"] in busy for r in ok),
                 note="; ".join(notes), match_value=str(config_value(runs[0]["results"], match)) if match else "",
@@ -130,7 +133,7 @@ def failed_jobs(report: dict) -> list[str]:
 
 def write_study_report(study: dict, out: Path, steps, outcomes: dict, runs_log: list[dict], command: str) -> dict:
     from lab.study.deviations import deviations
-    from lab.study.figures import draw_step_figures
+    from lab.study.figures import draw_step_figures, findings_figure
     from lab.study.timing import TimeProbe  # torch: only when a report is written
 
     names = [s.name for s in steps]
@@ -146,6 +149,8 @@ def write_study_report(study: dict, out: Path, steps, outcomes: dict, runs_log: 
                   findings=findings(study, runs, TimeProbe(out / "time_probe.json")))
     for step in report["steps"]:
         step["figures"] = draw_step_figures(step, report, study, out, runs)
+    summary = findings_figure(report["findings"])
+    report["findings_figure"] = str(save_png(summary, out / "findings.png").relative_to(out)) if summary else None
     report["provenance"] = provenance(report, runs_log, runs)
     starts = [r["results"]["started_at"] for r in runs if r["results"].get("started_at")]
     report["deviations"] = deviations(study, [r.get("argv") or [] for r in runs_log], min(starts, default=None))

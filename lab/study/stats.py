@@ -126,3 +126,13 @@ def holm(p_values: list[float]) -> list[float]:
         running = max(running, min(1.0, (m - rank) * p_values[index]))
         adjusted[index] = running
     return adjusted
+
+
+def seeds_interval(accuracies: list[float], n: int) -> tuple[float, float]:
+    """95% interval of a setting's mean accuracy over its seeds that holds both noises: the seeds' spread (training
+    noise) and the test set's (n images), Student's t at k - 1 degrees of freedom; Wilson's for one seed."""
+    k, mean = len(accuracies), statistics.fmean(accuracies)
+    if k < 2:
+        return wilson_interval(mean, n)
+    half = quantile(1 - LEVEL / 2, k - 1) * math.sqrt(statistics.variance(accuracies) / k + mean * (1 - mean) / n)
+    return max(0.0, mean - half), min(1.0, mean + half)
