@@ -1,4 +1,4 @@
-"""python -m lab.study: the lab's report as one study of lab.train steps, resumable, with one REPORT.md."""
+"""python -m lab.study: the original report as one study of lab.train steps, resumable, with one REPORT.md."""
 import json
 import os
 import re
@@ -104,8 +104,8 @@ def test_report_sets_the_lab_reports_numbers_beside_labs_with_intervals_and_coun
     low, high = rows["lr 0.03"]["interval"]
     assert 0.95 < low < 0.9749 < high < 0.99
     text = (tmp_path / "REPORT.md").read_text()
-    assert "## t3. Task 3" in text and "(the lab's report only) 0.005" in text and "350 / 359" in text
-    assert text.index("## Findings") < text.index("## t3.") and "Setup vs the lab:" in text
+    assert "## t3. Task 3" in text and "(the original report only) 0.005" in text and "350 / 359" in text
+    assert text.index("## Findings") < text.index("## t3.") and "Setup vs the original:" in text
     assert "t3/" not in text or "](t3/" in text  # links are relative
     assert "git commit abc" in text and not re.search(r"<[a-z/]", text)  # no HTML
     from lab.run_files import git_state  # the jobs' commit and the commit that rendered the page, both named

@@ -208,7 +208,7 @@ def test_the_findings_table_opens_the_report_with_its_rules(tmp_path):
     assert [c["verdict"] for c in claim5["comparisons"]] == [SUPPORTED, CONTRADICTED, UNTESTABLE]
     text = (tmp_path / "REPORT.md").read_text()
     assert text.index("## Findings") < text.index("## t4.") and "How each verdict is reached" in text
-    assert "On digits, not the lab's setting (CIFAR-100" in text
+    assert "On digits, not the original's setting (CIFAR-100" in text
     assert "| **5** | **ResNet50 > ResNet18 > ResNet10" in text
     # the claim's row counts its parts; each sub-claim has a row of its own that says what it asserts
     assert "**contradicted** (1 supported, 1 contradicted, 1 not testable)" in text
@@ -222,7 +222,7 @@ def test_the_findings_table_opens_the_report_with_its_rules(tmp_path):
 
 
 def test_the_originals_own_numbers_face_the_same_test():
-    """The lab's report: Adagrad 0.6237 against SGD's 0.6629 is 3.9 points apart, so "within 2 points" fails on its
+    """The original report: Adagrad 0.6237 against SGD's 0.6629 is 3.9 points apart, so "within 2 points" fails on its
     own numbers; ResNet18's +2.0 points on 10,000 images passes "higher" (z ~ 3); its times pass as bare ratios."""
     def passes(a, b, asserts, **bound):
         return original_passes(dict(a={}, b={}, asserts=asserts, original=dict(a=a, b=b), **bound), 10000)

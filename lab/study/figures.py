@@ -1,8 +1,8 @@
 """A study's own figures, one set per step, saved in the step's dir as study_*.png (the sweep's own report there
 draws per-job figures for the sweep alone):
 
-- accuracy: against the swept number on a log axis (t3's lr), else one bar per setting; 95% interval bars, the lab's
-  report's numbers as a second series, the axis zoomed to the data; a second panel of training time (bars).
+- accuracy: against the swept number on a log axis (t3's lr), else one point per setting; 95% interval bars, the
+  original report's numbers as a second series, the axis zoomed to the data; a second panel of training time (bars).
 - loss curves: the training loss of every step (steps.csv) with the schedule's milestones marked (t3b), and for
   distillation the total loss and the distillation term of each arm (t5).
 
@@ -13,7 +13,7 @@ from pathlib import Path
 from lab.run_files import save_png
 from lab.study.labels import arm_label
 
-LAB_STYLE = dict(marker="D", color="0.2", markerfacecolor="white", linestyle="none", label="the lab's report")
+LAB_STYLE = dict(marker="D", color="0.2", markerfacecolor="white", linestyle="none", label="the original report")
 
 
 def colours(n: int) -> list:

@@ -8,15 +8,15 @@ from lab.noise import wilson_interval
 from lab.run_files import git_state
 from lab.study.deviations import deviation_lines
 
-HEADER = ["setting", "lab: test acc [95%]", "correct / total", "the lab's report", "vs the lab's report",
-          "train time (s)", "x ResNet10", "the lab's report: time (s)", "its x ResNet10", "epochs", "status"]
+HEADER = ["setting", "lab: test acc [95%]", "correct / total", "the original report", "vs the original report",
+          "train time (s)", "x ResNet10", "the original report: time (s)", "its x ResNet10", "epochs", "status"]
 # Columns of the published report's numbers, and of the time reference's ratios: left out of a study without them.
-PUBLISHED_COLUMNS = {"the lab's report", "vs the lab's report", "the lab's report: time (s)", "its x ResNet10"}
+PUBLISHED_COLUMNS = {"the original report", "vs the original report", "the original report: time (s)", "its x ResNet10"}
 RATIO_COLUMN = "x ResNet10"
 
 
 def has_published(report: dict) -> bool:
-    """Whether the study compares with a published report (the lab's), or stands on its own runs."""
+    """Whether the study compares with a published report (the original), or stands on its own runs."""
     return bool((report.get("published") or {}).get("about") or (report.get("published") or {}).get("dataset"))
 
 
@@ -81,16 +81,17 @@ def provenance(report: dict, runs_log: list[dict], runs: list[dict]) -> dict:
 
 
 def dataset_note(report: dict) -> str:
-    """Where the numbers were measured, against where the lab's report's were (a step on its own dataset, t6's
+    """Where the numbers were measured, against where the original report's were (a step on its own dataset, t6's
     traffic signs, aside)."""
     published = report["published"]
     datasets = sorted({d for step in report["steps"] if not step["own_dataset"] for d in step["settings"]["datasets"]})
     if not has_published(report):
         return f"Measured on {', '.join(datasets) or 'no dataset yet'}."
+    about = published.get("about") or published.get("dataset") or "the original report's dataset"
     if not datasets or datasets == [published.get("dataset")]:
-        return f"Measured on {published.get('about') or 'the dataset of the lab report'}, as the lab's report was."
-    return (f"On {', '.join(datasets)}, not the lab's setting ({published.get('about') or published.get('dataset')}): "
-            f"a test of each claim's direction, not of the lab's numbers.")
+        return f"Measured on {about}, as the original report was."
+    return (f"On {', '.join(datasets)}, not the original's setting ({about}): a test of each claim's direction, "
+            f"not of the original's numbers.")
 
 
 def findings_lines(report: dict) -> list[str]:
@@ -105,7 +106,7 @@ def findings_lines(report: dict) -> list[str]:
 
 
 def setup_line(step: dict, report: dict) -> str:
-    """Every way this step's runs differ from the lab's: its runs' settings, then what its config says (a study of
+    """Every way this step's runs differ from the original's: its runs' settings, then what its config says (a study of
     its own: the settings)."""
     s, parts = step["settings"], []
     if not has_published(report):
@@ -120,13 +121,13 @@ def setup_line(step: dict, report: dict) -> str:
     if any(v != "None" for v in s["train_subset"]):
         parts.append(f"a {', '.join(s['train_subset'])}-image training subset")
     parts.append(f"{', '.join(s['val_split'])} of train held out to pick the {'/'.join(s['scored'])} checkpoint "
-                 f"that is scored (the lab trained on all of train and scored its last epoch)")
-    parts.append(f"precision {', '.join(s['precision'])} (the lab's report does not say)")
+                 f"that is scored (the original trained on all of train and scored its last epoch)")
+    parts.append(f"precision {', '.join(s['precision'])} (the original report does not say)")
     if s["batch_size"] and s["batch_size"] != ["256"]:
-        parts.append(f"batch {', '.join(s['batch_size'])} where the lab ran 256")
+        parts.append(f"batch {', '.join(s['batch_size'])} where the original ran 256")
     if step.get("setup"):
         parts.append(step["setup"])
-    return "Setup vs the lab: " + "; ".join(parts) + "."
+    return "Setup vs the original: " + "; ".join(parts) + "."
 
 
 def own_setup_line(step: dict) -> str:
@@ -164,7 +165,7 @@ def table(step: dict, report: dict) -> list[str]:
     shown = columns(report)
     lines = ["| " + " | ".join(HEADER[i] for i in shown) + " |", "|" + "---|" * len(shown)]
     cells = [row_cells(row, report.get("reference_time_s"), report.get("lab_reference_time_s")) for row in step["jobs"]]
-    cells += [[f"(the lab's report only) {p.get('label') or p.get('value')}", "", "", fmt(p.get("test_acc")), "",
+    cells += [[f"(the original report only) {p.get('label') or p.get('value')}", "", "", fmt(p.get("test_acc")), "",
                "", "", fmt(p.get("total_time_s"), "{:.0f}"), "", "", ""] for p in step["published_only"]]
     return lines + ["| " + " | ".join(row[i].replace("|", "/").replace("\n", " ") for i in shown) + " |"
                     for row in cells]
@@ -207,7 +208,8 @@ def study_markdown(report: dict) -> str:
     lines += findings_lines(report)
     ratio = (" and x ResNet10 its ratio to the ResNet10 SGD lr 0.03 run's" if RATIO_COLUMN in
              [HEADER[i] for i in columns(report)] else "")
-    published = " The lab's report's times are its whole runs' (almost all training)." if has_published(report) else ""
+    published = (" The original report's times are its whole runs' (almost all training)."
+                 if has_published(report) else "")
     lines += ["Tables: each setting's accuracy is the mean over its seeds (± their std) with the 95% Wilson interval "
               f"of the test set's noise; train time is the time in training steps (mean over seeds){ratio}. † marks "
               f"a time measured while another job ran at the same time: not comparable.{published}", ""]

@@ -1,7 +1,7 @@
 """A study's REPORT.md and report.json: the Findings (each claim tested, claims.py), then one section per task in the
 study's order: lab's runs grouped by setting over seeds (plain labels, accuracy with its interval and as correct /
-total, training time and its ratio to the ResNet10 run), the lab's report's numbers beside them, the study's own
-figures (figures.py), how the setup differs from the lab's, and the provenance of every number."""
+total, training time and its ratio to the ResNet10 run), the original report's numbers beside them, the study's own
+figures (figures.py), how the setup differs from the original's, and the provenance of every number."""
 import statistics
 from pathlib import Path
 
@@ -79,7 +79,7 @@ def step_rows(spec: dict, name: str, runs: list[dict], busy: set) -> list[dict]:
 
 
 def add_published(rows: list[dict], published: list[dict], about: dict) -> list[dict]:
-    """Each row's numbers in the lab's report (by the step's match value, else by its label; a step of one row
+    """Each row's numbers in the original report (by the step's match value, else by its label; a step of one row
     and one published row: those two) -> the published rows no row matched."""
     unmatched = list(published)
     for row in rows:
@@ -99,7 +99,7 @@ def add_published(rows: list[dict], published: list[dict], about: dict) -> list[
 
 
 def reference_times(study: dict, runs: list[dict]) -> tuple[float | None, float | None]:
-    """(lab's, the lab's report's) time of the study's time_reference step (lab_report: t1, ResNet10): the base
+    """(lab's, the original report's) time of the study's time_reference step (lab_report: t1, ResNet10): the base
     of the "x ResNet10" columns. Lab's is the mean training time of that step's finished runs."""
     step = study.get("time_reference")
     if not step:
