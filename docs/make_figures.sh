@@ -5,7 +5,8 @@
 # and 4: the lab's 30 and 40 of 50, scaled), t5 at five seeds (claim 6 asserts a 1-point margin: at three seeds
 # its interval is about +-3 points; two more seeds of t5's three arms cost 6 minutes),
 # and task 6 on a drawn 4-class arrow folder whose left and right arrows are mirror images (200 train / 50 test
-# 32x32 images a class; tests/images.py draws it). Needs apt-get install dataset-fashion-mnist.
+# 32x32 images a class; tests/images.py draws it; the report calls it synthetic), and on real images: Fashion-MNIST
+# (t6_real) and digits (t6_digits). Needs apt-get install dataset-fashion-mnist.
 # Usage: bash docs/make_figures.sh   (OUT=dir puts the study elsewhere; rerun to continue an interrupted study,
 # rm -rf the dir first to train everything again)
 set -euo pipefail
@@ -21,7 +22,7 @@ status=0
 "$PY" -m lab.study "study.dir=$OUT" dataset=fashion_mnist "dataset.root=$FM_ROOT" dataset.train_subset=5000 \
     dataset.batch_size=64 trainer.max_epochs=5 model.base_width=16 seed=1,2,3 "study.signs_root=$SIGNS" \
     'study.plan.t3b.overrides=["scheduler.milestones=[3,4]"]' 'study.plan.t5.overrides=["seed=1,2,3,4,5"]' \
-    || status=$?
+    study.plan.t6.synthetic=true || status=$?
 
 # REPORT.md links each step's figures relative to the study dir: copy them with that layout, and each step's
 # sweep report (summary.md and its figures), which docs/sweeps.md shows.

@@ -28,7 +28,9 @@ def commands(argv, run_dir_of=lambda name: Path("/runs") / name):
 
 def test_the_lab_report_runs_every_task_in_order_and_the_teacher_before_distillation():
     _, steps = commands(DIGITS + ["study.signs_root=/signs"])
-    assert list(steps) == ["t1", "t3", "t2", "t3b", "t4", "teacher", "t5", "t6"]
+    assert list(steps) == ["t1", "t3", "t2", "t3b", "t4", "teacher", "t5", "t6", "t6_real", "t6_digits"]
+    # task 6's arms on real images: the study's dataset, and digits whatever the command line's dataset is
+    assert "augment.flip=false,true" in steps["t6_real"].command and "dataset=digits" in steps["t6_digits"].command
     assert "+experiment=lr_sweep" in steps["t3"].command and "+experiment=teacher" in steps["teacher"].command
     assert "distill.teacher_ckpt=/runs/teacher" in steps["t5"].command
     assert all("trainer.max_epochs=3" in s.command and "resume=true" in s.command for s in steps.values())

@@ -259,3 +259,18 @@ def test_a_settings_interval_holds_its_seeds_spread_as_well_as_the_test_sets_noi
     assert seeds_interval([0.75], 10000) == pytest.approx(wilson_interval(0.75, 10000))  # one seed: Wilson's
     row = dict(test_acc=0.75, interval=[w_low, w_high], seeds_interval=[low, high])
     assert interval_of(row) == pytest.approx((0.75 - low, high - 0.75))
+
+
+def test_a_step_on_drawn_images_says_synthetic_in_its_section_and_its_claims_row(tmp_path):
+    from lab.study.main import plan_study
+    from lab.study.plan import Step
+    from lab.study.report import write_study_report
+
+    study_cfg, _, _, _ = plan_study(["study.steps=[t6]", "study.signs_root=/signs", "study.plan.t6.synthetic=true"])
+    job(tmp_path, "t6", "augment.flip=false", 300, 42)
+    write_study_report(study_cfg, tmp_path, [Step("t6", study_cfg["plan"]["t6"])], {}, [], "cmd")
+    text = (tmp_path / "REPORT.md").read_text()
+    assert "## t6. Task 6: traffic signs (an ImageFolder, 32x32), random flip and crop on and off (synthetic images)" \
+        in text and "Synthetic images: this step's folder was drawn" in text
+    assert "raises accuracy on the traffic signs** (tested on synthetic images: t6)" in text
+    assert "synthetic" not in text[text.index("| **8**"):text.index("| **9**")]  # digits are real images

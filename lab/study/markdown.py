@@ -94,6 +94,10 @@ def dataset_note(report: dict) -> str:
             f"not of the original's numbers.")
 
 
+SYNTHETIC = ("Synthetic images: this step's folder was drawn (study.plan.<step>.synthetic=true), not photographed: "
+             "what its runs show is about that drawing, not about the images the original used.")
+
+
 def findings_lines(report: dict) -> list[str]:
     from lab.study.claims import RULES
     from lab.study.subclaims import findings_table
@@ -101,7 +105,8 @@ def findings_lines(report: dict) -> list[str]:
     lines = ["## Findings", "", dataset_note(report), ""]
     lines += [f"![Every sub-claim's difference and verdict]({report['findings_figure']})", ""] \
         if report.get("findings_figure") else []
-    lines += findings_table(report["findings"], has_published(report))
+    lines += findings_table(report["findings"], has_published(report),
+                            {s["name"] for s in report["steps"] if s.get("synthetic")})
     return lines + ["", "How each verdict is reached:", ""] + [f"- {rule}" for rule in RULES] + [""]
 
 
@@ -188,7 +193,10 @@ def outcome_line(step: dict) -> str | None:
 def step_section(step: dict, report: dict, level: str = "##", inner: list[str] = ()) -> list[str]:
     """A step's heading, outcome, setup line, table, note, figures; `inner`: the sections of the steps it reports
     (a teacher), right under its heading."""
-    lines = [f"{level} {step['name']}. {step['title']}", ""]
+    synthetic = " (synthetic images)" if step.get("synthetic") else ""
+    lines = [f"{level} {step['name']}. {step['title']}{synthetic}", ""]
+    if synthetic:
+        lines += [SYNTHETIC, ""]
     said = outcome_line(step)
     lines += [said, ""] if said else []
     lines += list(inner)

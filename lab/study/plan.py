@@ -16,7 +16,7 @@ from lab.keys import override_key
 STUDY_KEYS = {"name", "title", "steps", "signs_root", "jobs_per_gpu", "parallel_steps", "root", "dir",
               "published", "plan", "claims", "time_reference", "planned"}
 STEP_KEYS = {"title", "args", "needs", "match", "published", "note", "overrides", "keep_groups", "skip_unless",
-             "skip_reason", "args_by_dataset", "report_in", "borrow", "setup"}
+             "skip_reason", "args_by_dataset", "report_in", "borrow", "setup", "synthetic"}
 CLAIM_KEYS = {"id", "text", "steps", "lab_report", "compare"}
 ASSERTS = ("a_better", "a_close", "a_not_worse", "a_slower", "a_similar_time", "a_steadier")
 # Overrides that say where or how a job runs, not what it is: they do not name the study dir.

@@ -118,7 +118,8 @@ def step_report(study: dict, out: Path, name: str, outcome: dict | None, runs: l
         r["step"] == b["step"] and matches(r["results"], b["arm"]) for b in spec.get("borrow") or [])])
     return dict(name=name, title=spec.get("title") or name, note=spec.get("note"), setup=spec.get("setup"),
                 outcome=outcome, jobs=rows, published_only=unmatched, report_in=spec.get("report_in"), figures=[],
-                settings=settings, own_dataset="dataset" in (spec.get("keep_groups") or []))
+                settings=settings, own_dataset="dataset" in (spec.get("keep_groups") or []),
+                synthetic=bool(spec.get("synthetic")))
 
 
 def failed_jobs(report: dict) -> list[str]:

@@ -54,11 +54,13 @@ def header(published: bool) -> list[str]:
             + (["original's numbers pass"] if published else []) + ["verdict"])
 
 
-def claim_rows(claim: dict, published: bool) -> list[list[str]]:
-    """The claim's row, then one row per sub-claim (ids 1a, 1b, ...)."""
+def claim_rows(claim: dict, published: bool, synthetic: set) -> list[list[str]]:
+    """The claim's row, then one row per sub-claim (ids 1a, 1b, ...). `synthetic`: the steps on drawn images."""
     width = len(header(published))
     verdict = f"**{claim['verdict']}** ({verdict_counts(claim['counts'])})"
-    head = [f"**{claim['id']}**", f"**{claim['text']}**"] + ([claim.get("lab_report") or "-"] if published else [])
+    drawn = [s for s in claim["steps"] if s in synthetic]
+    text = f"**{claim['text']}**" + (f" (tested on synthetic images: {', '.join(drawn)})" if drawn else "")
+    head = [f"**{claim['id']}**", text] + ([claim.get("lab_report") or "-"] if published else [])
     rows = [head + [""] * (width - len(head) - 1) + [verdict]]
     for index, row in enumerate(claim["comparisons"]):
         passes = {True: "yes", False: "no", None: "-"}[row.get("original_passes")]
@@ -69,10 +71,10 @@ def claim_rows(claim: dict, published: bool) -> list[list[str]]:
     return rows
 
 
-def findings_table(findings: list[dict], published: bool) -> list[str]:
+def findings_table(findings: list[dict], published: bool, synthetic: set = frozenset()) -> list[str]:
     names = header(published)
     lines = ["| " + " | ".join(names) + " |", "|---" * len(names) + "|"]
     for claim in findings:
-        for cells in claim_rows(claim, published):
+        for cells in claim_rows(claim, published, synthetic):
             lines.append("| " + " | ".join(str(c).replace("|", "/").replace("\n", " ") for c in cells) + " |")
     return lines
