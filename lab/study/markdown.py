@@ -167,11 +167,11 @@ def row_cells(row: dict, reference_s: float | None, lab_reference_s: float | Non
 
 
 def table(step: dict, report: dict) -> list[str]:
-    shown = columns(report)
-    lines = ["| " + " | ".join(HEADER[i] for i in shown) + " |", "|" + "---|" * len(shown)]
     cells = [row_cells(row, report.get("reference_time_s"), report.get("lab_reference_time_s")) for row in step["jobs"]]
     cells += [[f"(the original report only) {p.get('label') or p.get('value')}", "", "", fmt(p.get("test_acc")), "",
                "", "", fmt(p.get("total_time_s"), "{:.0f}"), "", "", ""] for p in step["published_only"]]
+    shown = [i for i in columns(report) if any(row[i] for row in cells)]  # a column empty in every row: left out
+    lines = ["| " + " | ".join(HEADER[i] for i in shown) + " |", "|" + "---|" * len(shown)]
     return lines + ["| " + " | ".join(row[i].replace("|", "/").replace("\n", " ") for i in shown) + " |"
                     for row in cells]
 
