@@ -213,7 +213,8 @@ def test_the_findings_table_opens_the_report_with_its_rules(tmp_path):
     # the claim's row counts its parts; each sub-claim has a row of its own that says what it asserts
     assert "**contradicted** (1 supported, 1 contradicted, 1 not testable)" in text
     assert "| 5a | ResNet18 vs ResNet10 (higher?) | 0.6828 vs 0.6629 | +25.0 pts [+20.7, +29.2], 1 seed |" in text
-    assert "| 5c | ResNet50 vs ResNet10 (time over x2?) | 58943 s vs 1829 s (x32.23) |" in text
+    assert "| 5c | ResNet50 vs ResNet10 (time over x2?); bound: lab's reading of 'far more time': over 2x (the " \
+        "original's is 32x) | 58943 s vs 1829 s (x32.23) |" in text  # each bound says where it comes from
     # the summary figure of every measured sub-claim opens the Findings
     assert "![Every sub-claim's difference and verdict](findings.png)" in text
     assert (tmp_path / "findings.png").read_bytes().startswith(b"\x89PNG")

@@ -4,6 +4,8 @@ import os
 import subprocess
 import time
 
+import pytest
+
 from lab.study.deviations import command_deviations, plan_history
 from tests.test_study_claims import job
 
@@ -64,7 +66,7 @@ def test_a_plan_changed_after_the_runs_began_is_a_deviation_in_the_report(tmp_pa
         job(out, "s", f"optimizer.lr=0.01,seed={seed}", 250, seed, lr=0.01, started_at=frozen_at + 700 + seed)
     assert plan_history(repo / "study" / "mine.yaml", frozen_at + 601)[1] == []
 
-    (repo / "study" / "mine.yaml").write_text(STUDY.format(asserts="a_not_worse, margin: 0.5"))
+    (repo / "study" / "mine.yaml").write_text(STUDY.format(asserts="a_not_worse, margin: 0.5, margin_from: mine"))
     commit(repo, "a wider margin, after seeing the runs", frozen_at + 1800)
     argv = ["--config-dir", str(repo), "study=mine", "dataset=digits", "trainer.max_epochs=3", "seed=1,2,3"]
     study, _, _, _ = plan_study(argv)
@@ -77,3 +79,21 @@ def test_a_plan_changed_after_the_runs_began_is_a_deviation_in_the_report(tmp_pa
     assert f"Plan: mine.yaml at git commit {frozen[:12]}" in section  # the plan as it was when the runs began
     assert "the plan was changed after the first job started" in section and "a wider margin" in section
     assert "seed=1,2,3 (the plan: seed=1,2): command 1 of 1" in section and "study=mine" not in section
+
+
+def test_a_margin_needs_its_source_and_without_one_the_sub_claim_tests_a_direction(tmp_path):
+    """A margin or time factor the original never gave is refused unless the plan says where it comes from; the
+    lab's report's 'close' (no number) is tested for its direction only, and the Findings row says so."""
+    from lab.errors import ConfigError
+    from lab.study.main import plan_study
+    from lab.study.plan import check_claim
+
+    plan = {"s": {}}
+    claim = dict(id=1, text="t", steps=["s"], compare=[dict(a={"x": 1}, b={"x": 2}, asserts="a_close", margin=0.01)])
+    with pytest.raises(ConfigError, match="margin_from: where its margin or factor comes from"):
+        check_claim(claim, plan)
+    claim["compare"][0]["margin_from"] = "the original's 1.4-point gap"
+    check_claim(claim, plan)
+    study, _, _, _ = plan_study([])
+    close = next(c for c in study["claims"] if c["id"] == 6)["compare"]
+    assert [c["asserts"] for c in close] == ["a_better"] and "no number" in close[0]["margin_from"]

@@ -189,6 +189,7 @@ def measure(comparison: dict, runs: list[dict], steps: list[str], probe) -> dict
 
 def evaluate_claim(claim: dict, runs: list[dict], probe, test_images: int | None) -> dict:
     rows = [dict(measure(c, runs, claim["steps"], probe), text=c.get("text"), original=c.get("original"),
+                 margin_from=c.get("margin_from"),
                  original_passes=original_passes(c, test_images)) for c in claim["compare"]]
     verdict, counts = judge_claim(rows)
     why = "; ".join(f"{r['a']} vs {r['b']}: {r['why']}" for r in rows if r.get("why"))

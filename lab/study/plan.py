@@ -127,6 +127,12 @@ def check_claim(claim: dict, plan: dict) -> None:
             raise ConfigError(f"{where}: {comparison['asserts']} needs a margin (accuracy, e.g. 0.02)")
         if comparison["asserts"] == "a_similar_time" and not (comparison.get("factor") or 0) > 1:
             raise ConfigError(f"{where}: a_similar_time needs a factor > 1 (a time ratio, e.g. 1.1)")
+        bounded = comparison["asserts"] in ("a_close", "a_not_worse", "a_similar_time") or \
+            (comparison["asserts"] == "a_slower" and (comparison.get("factor") or 1) != 1)
+        if bounded and not comparison.get("margin_from"):
+            raise ConfigError(f"{where}: {comparison['asserts']} needs margin_from: where its margin or factor comes "
+                              f"from (a number in the original); where the original gives none, test the direction "
+                              f"only (a_better)")
         original = comparison.get("original")
         if original is not None and not (isinstance(original, dict) and all(
                 isinstance(original.get(arm), (int, float)) for arm in ("a", "b"))):

@@ -65,6 +65,8 @@ def claim_rows(claim: dict, published: bool, synthetic: set) -> list[list[str]]:
     for index, row in enumerate(claim["comparisons"]):
         passes = {True: "yes", False: "no", None: "-"}[row.get("original_passes")]
         text = row.get("text") or f"{row['a']} vs {row['b']} ({claimed(row)}?)"
+        if row.get("margin_from"):  # where the bound comes from, or why a direction is all that is tested
+            text += f"; {'direction only' if row['asserts'] == 'a_better' else 'bound'}: {row['margin_from']}"
         cells = [f"{claim['id']}{chr(ord('a') + index)}", text] + ([original_numbers(row)] if published else [])
         cells += [difference(row), f"{row['p_holm']:.2g}" if "p_holm" in row else "-", detectable(row)]
         rows.append(cells + ([passes] if published else []) + [row["verdict"]])
