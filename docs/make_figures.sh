@@ -20,7 +20,7 @@ arrow_folder(Path(sys.argv[1]), {'train_dataset': 200, 'test_dataset': 50}, size
 
 status=0
 "$PY" -m lab.study "study.dir=$OUT" dataset=fashion_mnist "dataset.root=$FM_ROOT" dataset.train_subset=5000 \
-    dataset.batch_size=64 trainer.max_epochs=5 model.base_width=16 seed=1,2,3 "study.signs_root=$SIGNS" \
+    dataset.val_split=0 dataset.batch_size=64 trainer.max_epochs=5 model.base_width=16 seed=1,2,3 "study.signs_root=$SIGNS" \
     'study.plan.t3b.overrides=["scheduler.milestones=[3,4]"]' 'study.plan.t5.overrides=["seed=1,2,3,4,5"]' \
     study.plan.t6.synthetic=true || status=$?
 

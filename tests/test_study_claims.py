@@ -277,3 +277,14 @@ def test_a_step_on_drawn_images_says_synthetic_in_its_section_and_its_claims_row
         in text and "Synthetic images: this step's folder was drawn" in text
     assert "raises accuracy on the traffic signs** (tested on synthetic images: t6)" in text
     assert "synthetic" not in text[text.index("| **8**"):text.index("| **9**")]  # digits are real images
+
+
+def test_a_lower_loss_does_not_read_as_steadier(tmp_path):
+    """The oscillation is of relative changes: the same curve at a tenth of the loss oscillates as much."""
+    from lab.study.claims import oscillation
+
+    shaky = [1.0, 0.9, 1.1, 0.8, 1.0, 0.7] * 2
+    job(tmp_path, "s", "high", 200, 1, losses=shaky)
+    job(tmp_path, "s", "low", 200, 2, losses=[v / 10 for v in shaky])
+    high, low = (oscillation(run, 0) for run in sorted(study_runs(tmp_path, ["s"]), key=lambda r: r["job"]))
+    assert high == pytest.approx(low) and high > 0.1

@@ -9,7 +9,7 @@ identical one in another step counts once. Arm `a` is the pre-declared reference
 - a_slower: a's training step time over `factor` x b's;  a_similar_time: within a factor `factor` of b's (both
   measured by timing.TimeProbe, arm against arm in one process)
 - a_steadier: a's per-step training loss moves less than b's from the first milestone of a's schedule on
-  (the standard deviation of its step-to-step changes, steps.csv)
+  (the standard deviation of its step-to-step relative changes, steps.csv)
 
 stats.py does the arithmetic; RULES holds the words under the Findings table."""
 import csv
@@ -36,7 +36,9 @@ RULES = [
     f"\"Detectable\" is the smallest true effect the test finds with 80% power at these seeds (or pairs).",
     "\"Original passes\" applies the same test to the original report's own numbers: its accuracies as two "
     "independent proportions on its test images, its times as the bare ratio (one run each, no spread).",
-    "Loss oscillations are ratios with a 95% interval over the seeds (log scale), so they need two or more seeds. "
+    "A loss oscillation is the spread of the step-to-step change of the log training loss (a relative change, so a "
+    "lower loss does not read as steadier by being lower); oscillations are compared as ratios with a 95% interval "
+    "over the seeds (log scale), so they need two or more seeds. "
     "Times are not read from the runs, which trained minutes apart while the machine's speed moved: a probe times "
     "the two arms' training steps (net, loss, backward, optimizer step on a batch of the runs' size, shape and "
     "precision) in one process, taking turns A B B A, so a drift over a pair of turns cancels in the pair's ratio; "
@@ -105,15 +107,17 @@ def scored(run: dict) -> tuple[list[bool], list] | None:
 
 
 def oscillation(run: dict, from_epoch: int) -> float | str:
-    """Standard deviation of the step-to-step change of the training loss, from epoch `from_epoch` on; or why
-    there is none."""
+    """Standard deviation of the step-to-step change of the log training loss (relative changes: a lower loss does
+    not move less by being lower), from epoch `from_epoch` on; or why there is none."""
     try:
         with open(Path(run["run_dir"]) / "steps.csv") as f:
             losses = [float(r["train_loss"]) for r in csv.DictReader(f) if int(r["epoch"]) >= from_epoch]
     except (OSError, ValueError, KeyError):
         return "a run has no readable steps.csv (step_loss_every=null?)"
-    changes = [b - a for a, b in zip(losses, losses[1:])]
-    if len(changes) < 2 or not all(math.isfinite(c) for c in changes):
+    if not all(math.isfinite(v) and v > 0 for v in losses):
+        return f"a run has a loss that is not a positive number from the first milestone (epoch {from_epoch}) on"
+    changes = [math.log(b / a) for a, b in zip(losses, losses[1:])]
+    if len(changes) < 2:
         return f"a run has too few finite step losses from the first milestone (epoch {from_epoch}) on"
     mean = sum(changes) / len(changes)
     return math.sqrt(sum((c - mean) ** 2 for c in changes) / (len(changes) - 1))
