@@ -6,6 +6,7 @@ set -euo pipefail
 OUT=$1 DEST=$2
 rm -rf "$DEST" && mkdir -p "$DEST"
 cp "$OUT/REPORT.md" "$OUT/report.json" "$DEST/"
+[ -e "$OUT/findings.png" ] && cp "$OUT/findings.png" "$DEST/"  # the Findings' summary figure
 for figure in "$OUT"/*/{study_*.png,summary.md,acc_vs_*.png,curves.png,compare.png}; do
     [ -e "$figure" ] || continue
     step=$(basename "$(dirname "$figure")")
