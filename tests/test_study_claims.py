@@ -218,6 +218,8 @@ def test_the_findings_table_opens_the_report_with_its_rules(tmp_path):
     # the summary figure of every measured sub-claim opens the Findings
     assert "![Every sub-claim's difference and verdict](findings.png)" in text
     assert (tmp_path / "findings.png").read_bytes().startswith(b"\x89PNG")
+    # the seeds the original's differences would need: one seed of these runs has no spread to scale from
+    assert "| 5a | 2.0 pts | 6.0 pts at 1 seed | a pilot of one seed cannot tell (no seed spread) |" in text
     # on digits no row is on the original's test set: its "vs" column would be empty in every row, so it is left out
     assert "vs the original report" not in text and "| the original report |" in text
     # these runs predate results.json's image_shape: the probe cannot rebuild their batch, and says so
@@ -288,3 +290,12 @@ def test_a_lower_loss_does_not_read_as_steadier(tmp_path):
     job(tmp_path, "s", "low", 200, 2, losses=[v / 10 for v in shaky])
     high, low = (oscillation(run, 0) for run in sorted(study_runs(tmp_path, ["s"]), key=lambda r: r["job"]))
     assert high == pytest.approx(low) and high > 0.1
+
+
+def test_the_seeds_an_effect_needs_scale_from_a_pilots_standard_error():
+    """se 1 point at 3 seeds: a 2-point effect needs 8 seeds ((t(.975, 7) + t(.8, 7)) x 0.61 = 2.0), 5 points need
+    4, and a tenth of a point is out of reach."""
+    from lab.study.stats import seeds_needed
+
+    assert seeds_needed(0.01, 3, 0.02) == 8 and seeds_needed(0.01, 3, -0.05) == 4
+    assert seeds_needed(0.01, 3, 0.001) is None

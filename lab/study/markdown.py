@@ -100,14 +100,15 @@ SYNTHETIC = ("Synthetic images: this step's folder was drawn (study.plan.<step>.
 
 def findings_lines(report: dict) -> list[str]:
     from lab.study.claims import RULES
-    from lab.study.subclaims import findings_table
+    from lab.study.subclaims import findings_table, seeds_lines
 
     lines = ["## Findings", "", dataset_note(report), ""]
     lines += [f"![Every sub-claim's difference and verdict]({report['findings_figure']})", ""] \
         if report.get("findings_figure") else []
     lines += findings_table(report["findings"], has_published(report),
                             {s["name"] for s in report["steps"] if s.get("synthetic")})
-    return lines + ["", "How each verdict is reached:", ""] + [f"- {rule}" for rule in RULES] + [""]
+    lines += ["", "How each verdict is reached:", ""] + [f"- {rule}" for rule in RULES] + [""]
+    return lines + seeds_lines(report["findings"])
 
 
 def setup_line(step: dict, report: dict) -> str:

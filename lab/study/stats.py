@@ -136,3 +136,16 @@ def seeds_interval(accuracies: list[float], n: int) -> tuple[float, float]:
         return wilson_interval(mean, n)
     half = quantile(1 - LEVEL / 2, k - 1) * math.sqrt(statistics.variance(accuracies) / k + mean * (1 - mean) / n)
     return max(0.0, mean - half), min(1.0, mean + half)
+
+
+MAX_SEEDS = 20
+
+
+def seeds_needed(se: float, seeds: int, effect: float, power: float = 0.8) -> int | None:
+    """The fewest seeds whose paired test would detect `effect` with this power at LEVEL, from a run of `seeds`
+    seeds whose difference had standard error `se` (both noises shrink as 1/seeds); None beyond MAX_SEEDS."""
+    variance_of_one = se ** 2 * seeds
+    for k in range(2, MAX_SEEDS + 1):
+        if detectable(math.sqrt(variance_of_one / k), k - 1, power) <= abs(effect):
+            return k
+    return None

@@ -2,6 +2,7 @@
 its own difference, corrected p, detectable effect, verdict and (with an original report) whether the original's
 own numbers pass the same test."""
 from lab.study.judging import ACCURACY, CONTRADICTED, SUPPORTED, UNRESOLVED, UNTESTABLE
+from lab.study.stats import MAX_SEEDS, seeds_needed
 
 
 def claimed(row: dict) -> str:
@@ -80,3 +81,29 @@ def findings_table(findings: list[dict], published: bool, synthetic: set = froze
         for cells in claim_rows(claim, published, synthetic):
             lines.append("| " + " | ".join(str(c).replace("|", "/").replace("\n", " ") for c in cells) + " |")
     return lines
+
+
+def seeds_lines(findings: list[dict]) -> list[str]:
+    """For each "higher?" sub-claim with the original's numbers: the seeds its test would need to detect the
+    original's own difference, scaled from this run's standard error (this run as the pilot of the next)."""
+    rows = []
+    for claim in findings:
+        for index, row in enumerate(claim["comparisons"]):
+            numbers = row.get("original") or {}
+            if row["asserts"] != "a_better" or "se" not in row or numbers.get("a") is None:
+                continue
+            effect = abs(numbers["a"] - numbers["b"])
+            needed = seeds_needed(row["se"], row["seeds"], effect) if row["seeds"] > 1 else None
+            enough = "a pilot of one seed cannot tell (no seed spread)" if row["seeds"] < 2 else \
+                f"> {MAX_SEEDS}" if needed is None else str(needed)
+            rows.append(f"| {claim['id']}{chr(ord('a') + index)} | {100 * effect:.1f} pts | "
+                        f"{100 * row['detectable']:.1f} pts at {row['seeds']} seed{'s' if row['seeds'] > 1 else ''} | "
+                        f"{enough} |")
+    if not rows:
+        return []
+    return ["### Seeds for the original's effects", "",
+            "Each \"higher?\" sub-claim's smallest detectable effect (80% power, two-sided 5%) against the difference "
+            "the original reports, and the seeds that would bring the first down to the second, scaled from these "
+            "runs' standard error (these runs as the pilot of the next plan).", "",
+            "| sub-claim | the original's difference | detectable here | seeds needed |",
+            "|---|---|---|---|"] + rows + [""]
