@@ -163,6 +163,22 @@ def test_seeds_vary_slowest_so_an_experiments_arms_take_turns(tmp_path):
     assert [job_name(job, {"optimizer.lr", "seed"}) for job in planned] == expected
 
 
+def test_a_sweep_begun_with_the_seed_typed_first_keeps_its_job_dirs(tmp_path):
+    """`-m seed=1,2 optimizer.lr=0.1,0.2` named its jobs seed first before the seed went last; resumed, a job
+    finds its old dir, and a new sweep gets the seed-last name."""
+    from omegaconf import OmegaConf
+
+    from lab.sweeps.jobs import job_dirname
+
+    sweep = {"hydra": {"overrides": {"task": ["seed=1,2", "optimizer.lr=0.1,0.2"]}, "sweeper": {"params": {}}}}
+    OmegaConf.save(OmegaConf.create(sweep), tmp_path / "multirun.yaml")
+    job = OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}, "job": {"num": 0},
+                                      "overrides": {"task": ["seed=1", "optimizer.lr=0.1"]}}})
+    assert job_dirname(job) == "optimizer.lr=0.1,seed=1"
+    (tmp_path / "seed=1,optimizer.lr=0.1").mkdir()
+    assert job_dirname(job) == "seed=1,optimizer.lr=0.1"
+
+
 @pytest.mark.slow
 def test_submitit_route_runs_jobs_and_writes_the_report(tmp_path):
     # hydra/launcher=slurm is submitit_slurm; submitit_local runs the same launcher code without a cluster.

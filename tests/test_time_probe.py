@@ -66,3 +66,6 @@ def test_the_probe_times_real_nets_against_each_other_once_per_study_dir(tmp_pat
     old = dict(wide)
     old.pop("image_shape")
     assert "no image_shape" in TimeProbe(path)(old, narrow)
+    broken = dict(wide, config=dict(wide["config"], model=dict(wide["config"]["model"], _target_="no.such.builder")))
+    why = TimeProbe(path)(broken, narrow)  # a net this machine cannot build: the row says why, the report stands
+    assert isinstance(why, str) and "could not time these arms" in why and "no.such.builder" in why

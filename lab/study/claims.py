@@ -31,9 +31,11 @@ RULES = [
     f"difference; a margin m (\"not m lower\", \"within m\") or a time factor f by one-sided tests against the "
     f"bound (two for \"within\", the larger p: TOST). Holm's method corrects all of a claim's p-values together. "
     f"A sub-claim is supported when its corrected p is under {LEVEL} (for \"higher\" and \"steadier\": in the "
-    f"claimed direction), contradicted when its 95% interval lies wholly on the wrong side of the bound (for "
+    f"claimed direction; for a margin or factor that is the 90% interval inside the bound, while the table prints "
+    f"the 95% interval), contradicted when its 95% interval lies wholly on the wrong side of the bound (for "
     f"\"higher\" and \"steadier\": significant the other way), otherwise not resolved at this noise. "
-    f"\"Detectable\" is the smallest true effect the test finds with 80% power at these seeds (or pairs).",
+    f"\"Detectable\" is the smallest true difference from none (a ratio from 1) that a two-sided test at these "
+    f"seeds (or pairs) finds with 80% power.",
     "\"Original passes\" applies the same test to the original report's own numbers: its accuracies as two "
     "independent proportions on its test images, its times as the bare ratio (one run each, no spread).",
     "A loss oscillation is the spread of the step-to-step change of the log training loss (a relative change, so a "

@@ -190,25 +190,37 @@ def distill_losses(rows: list[dict], title: str):
 VERDICT_COLOURS = {"supported": "tab:green", "contradicted": "tab:red"}  # not resolved: grey
 
 
+def panel_limits(rows: list[tuple[str, dict]], ratio: bool, scale) -> tuple[float, float]:
+    """The x range: every interval and bound with a margin (multiplicative on the log axis of ratios)."""
+    values = [scale(v) for _, r in rows for v in (r["low"], r["high"])] + [1.0 if ratio else 0.0]
+    if ratio:
+        values += [f for _, r in rows for f in (r.get("factor") or 1.0, 1 / (r.get("factor") or 1.0))]
+        low, high = min(values), max(values)
+        return low / 1.15, high * 1.15
+    values += [s * 100 * (r.get("margin") or 0) for _, r in rows for s in (-1, 1)]
+    pad = 0.1 * (max(values) - min(values) or 1)
+    return min(values) - pad, max(values) + pad
+
+
 def sub_claim_panel(ax, rows: list[tuple[str, dict]], ratio: bool) -> None:
     """One sub-claim a row: its difference (points) or ratio with the 95% interval, coloured by verdict, over the
-    region its claim asserts (shaded) and the line of no difference."""
+    region its claim asserts (shaded, clipped to the panel) and the line of no difference."""
     scale = (lambda v: v) if ratio else (lambda v: 100 * v)
+    left, right = panel_limits(rows, ratio, scale)
     for y, (label, row) in enumerate(rows):
         m, f = 100 * (row.get("margin") or 0), row.get("factor") or 1.0
-        band = {"a_close": (-m, m), "a_not_worse": (-m, None), "a_better": (0, None), "a_slower": (f, None),
-                "a_similar_time": (1 / f, f), "a_steadier": (None, 1)}[row["asserts"]]
-        low, high = band
-        ax.fill_betweenx([y - 0.4, y + 0.4], low if low is not None else -1e9, high if high is not None else 1e9,
+        low, high = {"a_close": (-m, m), "a_not_worse": (-m, None), "a_better": (0, None), "a_slower": (f, None),
+                     "a_similar_time": (1 / f, f), "a_steadier": (None, 1)}[row["asserts"]]
+        ax.fill_betweenx([y - 0.4, y + 0.4], left if low is None else low, right if high is None else high,
                          color="tab:green", alpha=0.12, lw=0)
         colour = VERDICT_COLOURS.get(row["verdict"], "0.5")
         estimate = scale(row["estimate"])
         ax.errorbar([estimate], [y], xerr=[[estimate - scale(row["low"])], [scale(row["high"]) - estimate]],
                     fmt="o", color=colour, capsize=4)
     ax.axvline(1 if ratio else 0, color="0.3", lw=1)
-    values = [scale(v) for _, r in rows for v in (r["low"], r["high"])]
-    pad = 0.1 * (max(values) - min(values) or 1)
-    ax.set_xlim(min(values) - pad, max(values) + pad) if not ratio else ax.set_xscale("log")
+    if ratio:
+        ax.set_xscale("log")
+    ax.set_xlim(left, right)
     ax.set_yticks(range(len(rows)), [label for label, _ in rows])
     ax.invert_yaxis()
     ax.grid(axis="x", alpha=0.3)

@@ -8,11 +8,37 @@ and a sub-claim is supported when its corrected p is under LEVEL; it is contradi
 the wrong side (for a_better and a_steadier: significant the other way)."""
 import math
 
+from lab.errors import ConfigError
 from lab.study.stats import LEVEL, detectable, holm, one_sided_p
 
 SUPPORTED, CONTRADICTED, UNRESOLVED, UNTESTABLE = ("supported", "contradicted", "not resolved at this noise",
                                                    "not testable with these steps")
 ACCURACY, RATIOS = ("a_better", "a_close", "a_not_worse"), ("a_slower", "a_similar_time", "a_steadier")
+ASSERTS = ACCURACY + RATIOS
+
+
+def check_comparison(comparison: dict, where: str) -> None:
+    """A comparison of a study's claim, as the plan gives it: arms, what it asserts, its bound and the bound's
+    source, the original's numbers. A ConfigError names what is wrong."""
+    kind = comparison.get("asserts")
+    if kind not in ASSERTS or not isinstance(comparison.get("a"), dict) or not isinstance(comparison.get("b"), dict):
+        raise ConfigError(f"{where}: each comparison is {{a: {{key: value}}, b: {{key: value}}, asserts: one "
+                          f"of {', '.join(ASSERTS)}}}, not {comparison}")
+    if kind in ("a_close", "a_not_worse") and not comparison.get("margin"):
+        raise ConfigError(f"{where}: {kind} needs a margin (accuracy, e.g. 0.02)")
+    if kind == "a_similar_time" and not (comparison.get("factor") or 0) > 1:
+        raise ConfigError(f"{where}: a_similar_time needs a factor > 1 (a time ratio, e.g. 1.1)")
+    bounded = kind in ("a_close", "a_not_worse", "a_similar_time") or \
+        (kind == "a_slower" and (comparison.get("factor") or 1) != 1)
+    if bounded and not comparison.get("margin_from"):
+        raise ConfigError(f"{where}: {kind} needs margin_from: where its margin or factor comes from (a number in "
+                          f"the original); where the original gives none, test the direction only (a_better)")
+    original = comparison.get("original")
+    if original is not None and not (isinstance(original, dict) and all(
+            isinstance(original.get(arm), (int, float)) and (0 <= original[arm] <= 1 if kind in ACCURACY
+                                                             else original[arm] > 0) for arm in ("a", "b"))):
+        raise ConfigError(f"{where}: a comparison's original is the original report's numbers for its arms, "
+                          f"{{a: 0.649, b: 0.6629}} (accuracies in [0, 1], or times in s > 0), not {original}")
 
 
 def bounds(row: dict) -> tuple[float, float]:

@@ -12,13 +12,13 @@ from omegaconf import OmegaConf
 from lab.config import CONF
 from lab.errors import ConfigError, first_line
 from lab.keys import override_key
+from lab.study.judging import check_comparison
 
 STUDY_KEYS = {"name", "title", "steps", "signs_root", "jobs_per_gpu", "parallel_steps", "root", "dir",
               "published", "plan", "claims", "time_reference", "planned"}
 STEP_KEYS = {"title", "args", "needs", "match", "published", "note", "overrides", "keep_groups", "skip_unless",
              "skip_reason", "args_by_dataset", "report_in", "borrow", "setup", "synthetic"}
 CLAIM_KEYS = {"id", "text", "steps", "lab_report", "compare"}
-ASSERTS = ("a_better", "a_close", "a_not_worse", "a_slower", "a_similar_time", "a_steadier")
 # Overrides that say where or how a job runs, not what it is: they do not name the study dir.
 NOT_NAMING = ("hydra", "gpu_pool", "cpu_threads", "progress_every_s", "resume")
 
@@ -118,26 +118,10 @@ def check_claim(claim: dict, plan: dict) -> None:
     unknown = [s for s in claim["steps"] if s not in plan]
     if unknown:
         raise ConfigError(f"{where}: steps {unknown} are not in the plan ({', '.join(plan)})")
+    if not isinstance(claim["compare"], list) or not claim["compare"]:
+        raise ConfigError(f"{where}: compare is a list of one or more comparisons")
     for comparison in claim["compare"]:
-        if comparison.get("asserts") not in ASSERTS or not isinstance(comparison.get("a"), dict) \
-                or not isinstance(comparison.get("b"), dict):
-            raise ConfigError(f"{where}: each comparison is {{a: {{key: value}}, b: {{key: value}}, asserts: one "
-                              f"of {', '.join(ASSERTS)}}}, not {comparison}")
-        if comparison["asserts"] in ("a_close", "a_not_worse") and not comparison.get("margin"):
-            raise ConfigError(f"{where}: {comparison['asserts']} needs a margin (accuracy, e.g. 0.02)")
-        if comparison["asserts"] == "a_similar_time" and not (comparison.get("factor") or 0) > 1:
-            raise ConfigError(f"{where}: a_similar_time needs a factor > 1 (a time ratio, e.g. 1.1)")
-        bounded = comparison["asserts"] in ("a_close", "a_not_worse", "a_similar_time") or \
-            (comparison["asserts"] == "a_slower" and (comparison.get("factor") or 1) != 1)
-        if bounded and not comparison.get("margin_from"):
-            raise ConfigError(f"{where}: {comparison['asserts']} needs margin_from: where its margin or factor comes "
-                              f"from (a number in the original); where the original gives none, test the direction "
-                              f"only (a_better)")
-        original = comparison.get("original")
-        if original is not None and not (isinstance(original, dict) and all(
-                isinstance(original.get(arm), (int, float)) for arm in ("a", "b"))):
-            raise ConfigError(f"{where}: a comparison's original is the original report's numbers for its arms, "
-                              f"{{a: 0.649, b: 0.6629}} (accuracies, or times in s), not {original}")
+        check_comparison(comparison, where)
 
 
 def selected_steps(study: dict) -> list[str]:

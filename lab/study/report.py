@@ -153,7 +153,9 @@ def write_study_report(study: dict, out: Path, steps, outcomes: dict, runs_log: 
     summary = findings_figure(report["findings"])
     report["findings_figure"] = str(save_png(summary, out / "findings.png").relative_to(out)) if summary else None
     report["provenance"] = provenance(report, runs_log, runs)
-    starts = [r["results"]["started_at"] for r in runs if r["results"].get("started_at")]
+    # A resumed job rewrites its started_at: the commands' own start times keep the first one.
+    starts = [r["results"]["started_at"] for r in runs if r["results"].get("started_at")] + \
+        [r["started_at"] for r in runs_log if r.get("started_at")]
     report["deviations"] = deviations(study, [r.get("argv") or [] for r in runs_log], min(starts, default=None))
     write_json(out / "report.json", report)
     write_atomic(out / "REPORT.md", study_markdown(report))

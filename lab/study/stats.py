@@ -100,11 +100,18 @@ def compare_accuracy(pairs: list[tuple[list[bool], list[bool]]]) -> dict:
         se = (high - low) / (2 * quantile(1 - LEVEL / 2, None))  # the interval's, read back as a normal's
         return dict(result, estimate=diffs[0], low=low, high=high, p=mcnemar_p(only_a, only_b), se=se, df=None)
     per_image = [sum(int(a[j]) - int(b[j]) for a, b in pairs) / k for j in range(n)]
-    seed_var, test_var = statistics.variance(diffs) / k, statistics.variance(per_image) / n
-    parts = (seed_var ** 2 / (k - 1) if seed_var else 0) + (test_var ** 2 / (n - 1) if test_var else 0)
-    df = (seed_var + test_var) ** 2 / parts if parts else n - 1  # Welch-Satterthwaite
+    one_seed_var, test_var = statistics.variance(diffs), statistics.variance(per_image) / n
+    seed_var, df = one_seed_var / k, welch_df(one_seed_var / k, test_var, k, n)
     mean, low, high, p = t_test(statistics.fmean(diffs), seed_var + test_var, df)
-    return dict(result, estimate=mean, low=low, high=high, p=p, se=math.sqrt(seed_var + test_var), df=df)
+    return dict(result, estimate=mean, low=low, high=high, p=p, se=math.sqrt(seed_var + test_var), df=df,
+                one_seed_var=one_seed_var, test_var=test_var)
+
+
+def welch_df(seed_var: float, test_var: float, k: int, n: int) -> float:
+    """Welch-Satterthwaite's degrees of freedom of a mean whose variance is the seeds' part (k seeds) plus the
+    test set's (n images)."""
+    parts = (seed_var ** 2 / (k - 1) if seed_var else 0) + (test_var ** 2 / (n - 1) if test_var else 0)
+    return (seed_var + test_var) ** 2 / parts if parts else n - 1
 
 
 def compare_ratio(pairs: list[tuple[float, float]]) -> dict | None:
@@ -141,11 +148,12 @@ def seeds_interval(accuracies: list[float], n: int) -> tuple[float, float]:
 MAX_SEEDS = 20
 
 
-def seeds_needed(se: float, seeds: int, effect: float, power: float = 0.8) -> int | None:
-    """The fewest seeds whose paired test would detect `effect` with this power at LEVEL, from a run of `seeds`
-    seeds whose difference had standard error `se` (both noises shrink as 1/seeds); None beyond MAX_SEEDS."""
-    variance_of_one = se ** 2 * seeds
+def seeds_needed(one_seed_var: float, test_var: float, n: int, effect: float, power: float = 0.8) -> int | None:
+    """The fewest seeds whose paired test (compare_accuracy) would detect `effect` with this power at LEVEL, from a
+    run's variance of one seed's difference and its test-set variance. Only the seeds' part shrinks with more
+    seeds: the test set is the same images every time, so its part is kept as measured. None beyond MAX_SEEDS."""
     for k in range(2, MAX_SEEDS + 1):
-        if detectable(math.sqrt(variance_of_one / k), k - 1, power) <= abs(effect):
+        seed_var = one_seed_var / k
+        if detectable(math.sqrt(seed_var + test_var), welch_df(seed_var, test_var, k, n), power) <= abs(effect):
             return k
     return None

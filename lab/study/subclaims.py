@@ -93,7 +93,8 @@ def seeds_lines(findings: list[dict]) -> list[str]:
             if row["asserts"] != "a_better" or "se" not in row or numbers.get("a") is None:
                 continue
             effect = abs(numbers["a"] - numbers["b"])
-            needed = seeds_needed(row["se"], row["seeds"], effect) if row["seeds"] > 1 else None
+            needed = seeds_needed(row["one_seed_var"], row["test_var"], row["n"], effect) if row["seeds"] > 1 \
+                else None
             enough = "a pilot of one seed cannot tell (no seed spread)" if row["seeds"] < 2 else \
                 f"> {MAX_SEEDS}" if needed is None else str(needed)
             rows.append(f"| {claim['id']}{chr(ord('a') + index)} | {100 * effect:.1f} pts | "

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from lab.bench.alternate import alternate
+from lab.errors import first_line
 from lab.machine import describe_cpu
 from lab.run_files import write_json
 
@@ -87,7 +88,11 @@ class TimeProbe:
         if key not in self.cache:
             device = probe_device(a)
             log.info(f"time probe: {self.pairs} pairs of {self.steps} training steps each, alternating, on {device}")
-            seconds = alternate({"a": training_steps(a, self.steps), "b": training_steps(b, self.steps)}, self.pairs)
+            try:
+                works = {"a": training_steps(a, self.steps), "b": training_steps(b, self.steps)}
+                seconds = alternate(works, self.pairs)
+            except Exception as err:  # a net this machine cannot build or fit: the row says so, the report stands
+                return f"the time probe could not time these arms here: {first_line(err)}"
             machine = torch.cuda.get_device_name(device) if device.type == "cuda" else describe_cpu()
             self.cache[key] = dict(seconds_a=seconds["a"], seconds_b=seconds["b"], machine=machine,
                                    measured_at=time.time())

@@ -23,19 +23,27 @@ def job_dirname(_root_) -> str:
     of the same command maps every job to the same dir (what resume=true relies on). The swept keys come from
     the sweep's multirun.yaml, which the sweeper writes before any job starts; without it every override
     names the dir."""
-    sweep_file = Path(_root_.hydra.sweep.dir) / "multirun.yaml"
-    swept = {override_key(k) for k in swept_keys(OmegaConf.load(sweep_file))} if sweep_file.is_file() else None
-    return job_name(list(_root_.hydra.overrides.task), swept) or str(_root_.hydra.job.num)
+    sweep_dir, task = Path(_root_.hydra.sweep.dir), list(_root_.hydra.overrides.task)
+    if not (sweep_dir / "multirun.yaml").is_file():
+        return job_name(task, None) or str(_root_.hydra.job.num)
+    sweep = OmegaConf.load(sweep_dir / "multirun.yaml")
+    swept = [override_key(k) for k in swept_keys(sweep)]
+    name = job_name(task, set(swept)) or str(_root_.hydra.job.num)
+    # Before the seed went last, a job's name followed Hydra's basic sweeper: the sweeper's params, then the command
+    # line. A sweep begun then keeps its dirs, so resume=true finds its jobs.
+    params = [override_key(k) for k in OmegaConf.select(sweep, "hydra.sweeper.params") or {}]
+    earlier = job_name(task, set(swept), order=params + [k for k in swept if k not in params])
+    return earlier if earlier != name and (sweep_dir / earlier).is_dir() and not (sweep_dir / name).exists() else name
 
 
-def job_name(overrides: list[str], swept: set | None) -> str:
+def job_name(overrides: list[str], swept: set | None, order: list[str] | None = None) -> str:
     """The swept overrides of a job as typed, without +/~, the seed last: 'optimizer.lr=0.03,seed=1' ('' when none
     is swept; every override when `swept` is None). The seed's place on the command line (lab.study puts it first)
-    does not rename a job."""
+    does not rename a job. `order`: the keys' order instead (the seed's place too)."""
     found = [(key, without_prefix(typed)) for key, _, typed in run_overrides(overrides)
              if swept is None or key in swept]
-    parts = [typed for key, typed in sorted(found, key=lambda kv: kv[0] == "seed")]  # sorted() is stable
-    return ",".join(parts).replace("/", "_")[:200]
+    rank = (lambda kv: order.index(kv[0]) if kv[0] in order else len(order)) if order else (lambda kv: kv[0] == "seed")
+    return ",".join(typed for _, typed in sorted(found, key=rank)).replace("/", "_")[:200]  # sorted() is stable
 
 
 if not OmegaConf.has_resolver("lab_job_dir"):  # hydra.sweep.subdir: ${lab_job_dir:}
@@ -99,7 +107,8 @@ def job_overrides(config) -> list[list[str]] | None:
                             else [f"{key}={override.get_value_element_as_str()}"])
     except Exception:
         return None
-    order = sorted(choices, key=lambda key: key != "seed")  # hydra/sweeper=seed_first varies the seed slowest
+    seed_first = "SeedFirst" in str(OmegaConf.select(config, "hydra.sweeper._target_"))  # lab's default sweeper
+    order = sorted(choices, key=lambda key: key != "seed") if seed_first else list(choices)
     return [list(job) for job in itertools.product(*(choices[key] for key in order))]
 
 
