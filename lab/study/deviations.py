@@ -95,6 +95,7 @@ def uncommitted(path: Path) -> bool:
 def deviation_lines(facts: dict) -> list[str]:
     where = Path(facts["plan"]).name if facts.get("plan") else "the study's yaml"
     frozen = (f"Plan: {where} at git commit {facts['commit'][:12]}, its last change before the first job started."
-              if facts.get("commit") else f"Plan: {where}, not committed before the first job started.")
+              if facts.get("commit") else f"Plan: {where}, with no git commit from before the first job started (a "
+              f"file outside git, or one committed only later): nothing shows it was fixed before the data.")
     lines = ["## Deviations from the plan", "", frozen, ""]
     return lines + ([f"- {line}" for line in facts["lines"]] or ["None."]) + [""]
