@@ -177,6 +177,10 @@ def test_a_sweep_begun_with_the_seed_typed_first_keeps_its_job_dirs(tmp_path):
     assert job_dirname(job) == "optimizer.lr=0.1,seed=1"
     (tmp_path / "seed=1,optimizer.lr=0.1").mkdir()
     assert job_dirname(job) == "seed=1,optimizer.lr=0.1"
+    OmegaConf.save(OmegaConf.create({"hydra": {"overrides": {"task": ["seed=1"]}}}), tmp_path / "multirun.yaml")
+    alone = OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}, "job": {"num": 0},
+                                        "overrides": {"task": ["seed=1"]}}})
+    assert job_dirname(alone) == "0"  # nothing swept: the job's number, never the sweep dir itself
 
 
 @pytest.mark.slow

@@ -33,7 +33,8 @@ def job_dirname(_root_) -> str:
     # line. A sweep begun then keeps its dirs, so resume=true finds its jobs.
     params = [override_key(k) for k in OmegaConf.select(sweep, "hydra.sweeper.params") or {}]
     earlier = job_name(task, set(swept), order=params + [k for k in swept if k not in params])
-    return earlier if earlier != name and (sweep_dir / earlier).is_dir() and not (sweep_dir / name).exists() else name
+    older = earlier and earlier != name and (sweep_dir / earlier).is_dir() and not (sweep_dir / name).exists()
+    return earlier if older else name
 
 
 def job_name(overrides: list[str], swept: set | None, order: list[str] | None = None) -> str:
