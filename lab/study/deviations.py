@@ -39,9 +39,14 @@ def plan_history(path: Path | None, first_start: float | None) -> tuple[str | No
     commits = [line.split(" ", 2) for line in git_log(path)]
     before = [c for c in commits if float(c[1]) <= first_start]
     after = [c for c in commits if float(c[1]) > first_start]
-    when = lambda c: datetime.datetime.fromtimestamp(float(c[1])).strftime("%Y-%m-%d %H:%M")  # noqa: E731
-    subject = lambda c: c[2] if len(c) > 2 and len(c[2]) <= 100 else (c[2][:100] + "..." if len(c) > 2 else "")  # noqa
-    return (before[0][0] if before else None), [f"{c[0][:12]} ({when(c)}): {subject(c)}" for c in reversed(after)]
+    return (before[0][0] if before else None), [change_line(c) for c in reversed(after)]
+
+
+def change_line(commit: list[str]) -> str:
+    """'hash (date): subject' of a `git log --format=%H %ct %s` line split in three, the subject cut at 100."""
+    when = datetime.datetime.fromtimestamp(float(commit[1])).strftime("%Y-%m-%d %H:%M")
+    subject = commit[2] if len(commit) > 2 else ""
+    return f"{commit[0][:12]} ({when}): {subject[:100] + '...' if len(subject) > 100 else subject}"
 
 
 def given_overrides(argv: list[str]) -> dict:

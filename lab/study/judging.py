@@ -89,8 +89,10 @@ def judge_claim(rows: list[dict]) -> tuple[str, dict]:
     {verdict: count}). A claim is contradicted when any sub-claim is, else not testable when one lacks its runs,
     else supported when every one is, else not resolved; the counts show what it summarises."""
     tested = [r for r in rows if "verdict" not in r]
-    for row, adjusted in zip(tested, holm([hypothesis_p(r) for r in tested])):
-        row["p_test"], row["p_holm"] = hypothesis_p(row), adjusted
+    for row in tested:
+        row["p_test"] = hypothesis_p(row)
+    for row, adjusted in zip(tested, holm([r["p_test"] for r in tested])):
+        row["p_holm"] = adjusted
         row["verdict"], row["detectable"] = judge(row), detectable_effect(row)
     counts = {v: sum(r["verdict"] == v for r in rows) for v in (SUPPORTED, CONTRADICTED, UNRESOLVED, UNTESTABLE)}
     if counts[CONTRADICTED]:

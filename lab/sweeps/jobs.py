@@ -29,8 +29,8 @@ def job_dirname(_root_) -> str:
     sweep = OmegaConf.load(sweep_dir / "multirun.yaml")
     swept = [override_key(k) for k in swept_keys(sweep)]
     name = job_name(task, set(swept)) or str(_root_.hydra.job.num)
-    # Before the seed went last, a job's name followed Hydra's basic sweeper: the sweeper's params, then the command
-    # line. A sweep begun then keeps its dirs, so resume=true finds its jobs.
+    # A sweep dir whose jobs are named in Hydra's basic-sweeper order (the sweeper's params, then the command line,
+    # the seed where it was typed) keeps those dirs, so resume=true finds its jobs.
     params = [override_key(k) for k in OmegaConf.select(sweep, "hydra.sweeper.params") or {}]
     earlier = job_name(task, set(swept), order=params + [k for k in swept if k not in params])
     older = earlier and earlier != name and (sweep_dir / earlier).is_dir() and not (sweep_dir / name).exists()
