@@ -139,7 +139,7 @@ def fail(cfg, ctx: RunContext, err: Exception, records_run: bool = True) -> str:
 def remove_run_dir(run_dir: Path) -> None:
     """Hydra's own files only (.hydra/, the log) and the run's "running" mark: nothing of a run is lost. The
     date dir above goes too when this run was its only one."""
-    if any(p.name not in (".hydra", "train.log", "eval.log", "predict.log", "results.json")
+    if any(p.name not in (".hydra", ".lock", "train.log", "eval.log", "predict.log", "results.json")
            for p in run_dir.iterdir()):
         return
     shutil.rmtree(run_dir, ignore_errors=True)

@@ -2,8 +2,10 @@
 
 Every file is written to a temp file in the same dir and renamed over the target, so a killed run leaves
 either the old file or the new one, never half of one (a sweep's resume trusts results.json)."""
+import fcntl
 import functools
 import json
+import logging
 import math
 import os
 import subprocess
@@ -12,6 +14,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from lab.saved_config import todays_config
+
+log = logging.getLogger("lab")
 
 PREDICTIONS = "test_predictions.json"
 METRIC_COLUMNS = ["epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "epoch_time_s"]
@@ -33,6 +37,25 @@ def atomic_path(path: Path):
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
+
+
+@contextmanager
+def trained_alone(run_dir: Path, rank_zero: bool = True):
+    """One process at a time trains a run dir. A job can outlive the command that launched it (kill -9 of a sweeper:
+    its joblib workers finish the job they hold, a Slurm job runs on), and the same command run again relaunches
+    the job's dir with resume=true: that second process waits here for the first to end, then finds its
+    results.json. The kernel drops the lock when its holder dies, however it dies."""
+    if not rank_zero:  # a DDP run's other ranks share rank 0's dir (and its lock)
+        yield
+        return
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
+    with open(Path(run_dir) / ".lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info(f"{run_dir}: another process is training this run (left by an earlier command): waiting for it")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def write_atomic(path: Path, text: str) -> None:

@@ -23,7 +23,7 @@ from lab.config import register_resolvers, validate
 from lab.context import RunContext, claim_gpu, run_context
 from lab.errors import ConfigError, exit_for_user_error
 from lab.outcome import run_or_exit
-from lab.run_files import FINISHED, print_results, read_results, save_predictions, save_results
+from lab.run_files import FINISHED, print_results, read_results, save_predictions, save_results, trained_alone
 
 register_resolvers()
 log = logging.getLogger("lab")
@@ -35,6 +35,11 @@ def main(cfg: DictConfig) -> float:
 
 
 def train(cfg: DictConfig, ctx: RunContext) -> float:
+    with trained_alone(ctx.run_dir, ctx.rank_zero):
+        return train_here(cfg, ctx)
+
+
+def train_here(cfg: DictConfig, ctx: RunContext) -> float:
     resume = cfg.resume or ctx.requeued
     record = read_results(ctx.run_dir) if resume else None  # results.json: the run's record
     if record and record.get("status") in FINISHED:

@@ -1,5 +1,6 @@
 """hydra/sweeper=tune (lab/tuning/): the search space from Hydra's override grammar, bad input as one line and
 exit 2, pruning from inside the job, failed trials, and a killed study that continues."""
+import csv
 import os
 import signal
 import subprocess
@@ -118,6 +119,50 @@ def test_the_sweeper_exits_2_on_bad_settings_before_launching(tmp_path, capsys):
     assert not (tmp_path / "tune.journal").exists()
 
 
+class LauncherOfThreads:
+    """Stands in for a parallel launcher in the sweeper's own test: each launch writes its trial's results.json.
+    Trial 0 runs until trials 1-3 have ended, which only a sweeper that starts trials as slots free up lets happen
+    (one that waits for a whole batch would wait for trial 0 first); trial 2's launch itself fails."""
+
+    def __init__(self, sweep_dir):
+        import threading
+
+        self.sweep_dir, self.later_ended, self.ended = sweep_dir, threading.Event(), []
+        self.waited_out = None
+
+    def launch(self, job_overrides, initial_job_idx):
+        import json
+
+        [overrides] = job_overrides  # one trial a launch
+        number = int(next(o for o in overrides if o.startswith("hydra.sweeper.trial=")).split("=")[1])
+        assert number == initial_job_idx
+        if number == 0:
+            self.waited_out = not self.later_ended.wait(timeout=30)
+        if number == 2:
+            self.ended.append(number)
+            raise RuntimeError("the worker process died")
+        run_dir = self.sweep_dir / f"trial={number:03d}"
+        run_dir.mkdir(parents=True)
+        (run_dir / "results.json").write_text(json.dumps({"status": "ok", "best_val_acc": 0.5 + number / 100}))
+        self.ended.append(number)
+        if set(self.ended) >= {1, 2, 3}:
+            self.later_ended.set()
+
+
+def test_trials_start_as_slots_free_up_and_a_failed_launch_fails_only_its_trial(tmp_path):
+    from lab.tuning.study import run_study
+
+    launcher = LauncherOfThreads(tmp_path)
+    tuned = settings(n_trials=4, n_jobs=2, sampler="random", pruner="none")
+    hydra = {"sweeper": tuned, "sweep": {"dir": str(tmp_path)}}
+    config = OmegaConf.create({"seed": 1, "trainer": {"max_epochs": 2}, "hydra": hydra})
+    study = run_study(config, launcher, config_loader=None, arguments=["optimizer.lr=interval(0.01, 0.1)"])
+    assert launcher.waited_out is False and launcher.ended == [1, 2, 3, 0]
+    states = {t.number: t.state.name for t in study.trials}
+    assert states == {0: "COMPLETE", 1: "COMPLETE", 2: "FAIL", 3: "COMPLETE"}
+    assert study.best_trial.number == 3
+
+
 def tune(sweep_dir, *arguments, **kwargs):
     return run_train("-m", "hydra/sweeper=tune", *DIGITS, "trainer.max_epochs=3", f"hydra.sweep.dir={sweep_dir}",
                      *arguments, **kwargs)
@@ -185,6 +230,45 @@ def test_a_killed_study_continues_without_training_a_finished_trial_again(tmp_pa
         assert (sweep / name / "results.json").read_text() == text
     if interrupted:  # continued from its last.ckpt in its own dir
         assert results(sweep / "trial=001")["processes"] == 2
+
+
+@pytest.mark.slow
+def test_two_workers_start_a_trial_as_one_ends_and_a_killed_sweeper_resumes_them(tmp_path):
+    """Grid over max_epochs, the long trial first: trial 2 starts when trial 1 ends, while trial 0 still trains (a
+    batch of 2 would wait for trial 0). kill -9 of the sweeper then: its joblib workers finish the trials they hold,
+    and the same command, run at once, waits for them (lab.run_files.trained_alone) rather than train a dir
+    beside them; each trial's epochs are trained once and the finished trial is not touched."""
+    sweep = tmp_path / "sweep"
+    seed = grid_seed_running_first([150, 1, 2], 150)
+    arguments = ["trainer.max_epochs=choice(150,1,2)", "hydra.sweeper.sampler=grid", "hydra.sweeper.pruner=none",
+                 f"hydra.sweeper.seed={seed}", "hydra.sweeper.n_jobs=2", "hydra/launcher=joblib",
+                 "hydra.launcher.n_jobs=2"]
+    command = [sys.executable, "-m", "lab.train", "-m", "hydra/sweeper=tune", *DIGITS, f"hydra.sweep.dir={sweep}",
+               *arguments]
+    proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True, env=dict(os.environ, PYTHONWARNINGS="ignore"))
+    deadline = time.time() + 300
+    while time.time() < deadline and not (sweep / "trial=002" / "results.json").exists():
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)  # the sweeper alone; its joblib workers notice and end
+    proc.wait()
+    statuses = {n: results(sweep / f"trial={n:03d}")["status"] for n in range(3)}
+    assert statuses == {0: "running", 1: "ok", 2: "running"}, statuses
+    trial_1 = (sweep / "trial=001" / "results.json").read_text()
+    again = run_train("-m", "hydra/sweeper=tune", *DIGITS, f"hydra.sweep.dir={sweep}", *arguments)
+    assert again.returncode == 0, again.stderr[-3000:]
+    trials = load_study(sweep).trials
+    assert len(trials) == 3 and all(t.state.name == "COMPLETE" for t in trials)
+    assert sorted(p.name for p in sweep.glob("trial=*")) == ["trial=000", "trial=001", "trial=002"]
+    assert (sweep / "trial=001" / "results.json").read_text() == trial_1  # not trained again
+    assert trials[0].params["trainer.max_epochs"] == 150
+    for trial in trials:
+        record = results(sweep / trial.user_attrs["dir"])
+        assert (record["status"], record["epochs"]) == ("ok", trial.params["trainer.max_epochs"])
+        with open(sweep / trial.user_attrs["dir"] / "metrics.csv") as f:
+            epochs = [int(row["epoch"]) for row in csv.DictReader(f)]
+        assert epochs == list(range(record["epochs"]))  # no epoch trained twice
+    assert "another process is training this run" in again.stderr
 
 
 def test_tuning_report_draws_the_study_and_gives_the_best_command(tmp_path):

@@ -11,7 +11,7 @@ from hydra.plugins.sweeper import Sweeper
 class TuneSweeperConf:
     _target_: str = "hydra_plugins.lab_tune.tune_sweeper.TuneSweeper"
     n_trials: int = 20            # trials in the study, counting those of earlier commands on the same sweep dir
-    n_jobs: int = 1               # trials launched at once (one batch through hydra/launcher)
+    n_jobs: int = 1               # trials running at once; the next starts as one ends (hydra/launcher=joblib)
     sampler: str = "tpe"          # tpe | random | grid
     pruner: str = "asha"          # asha | median | hyperband | none
     objective: str = "best_val_acc"  # a number in each trial's results.json

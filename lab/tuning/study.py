@@ -1,8 +1,8 @@
 """hydra/sweeper=tune: an Optuna study (ask and tell) whose trials are lab.train jobs sent out through the
-configured Hydra launcher, n_jobs at a time. The search space is Hydra's override grammar (interval, range,
-choice, tag(log, ...); space.py); each job reports its epochs to its trial (pruning.py, a callback the sweeper
-hands to lab.train), so the pruner stops bad trials early; the study lives in the sweep dir (tune.journal), so
-the same command continues it.
+configured Hydra launcher, n_jobs running at once, a new one as each ends (slots.py). The search space is Hydra's
+override grammar (interval, range, choice, tag(log, ...); space.py); each job reports its epochs to its trial
+(pruning.py, a callback the sweeper hands to lab.train), so the pruner stops bad trials early; the study lives in
+the sweep dir (tune.journal), so the same command continues it.
 
 Trial dirs are named trial=NNN (sampled floats make poor dir names); each job's results.json holds its
 overrides. Optuna is imported only here, when a tuning sweep starts."""
@@ -14,6 +14,7 @@ from omegaconf import OmegaConf
 
 from lab.errors import ConfigError, exit_for_user_error
 from lab.run_files import read_results
+from lab.tuning.slots import Slots, slot_count
 from lab.tuning.space import check_same_space, check_settings, grid_left, search_space
 
 log = logging.getLogger("lab")
@@ -132,11 +133,13 @@ def settle_earlier(study, sweep_dir: Path, objective: str) -> list:
     return again
 
 
-def tell(study, trial, record: dict | None, objective: str) -> bool:
+def tell(study, trial, record: dict | None, objective: str, launch_error: str | None = None) -> bool:
     """Tell the trial's outcome; True when it finished (complete or pruned)."""
     from optuna.trial import TrialState
 
     state, value, note = trial_outcome(record, objective)
+    if launch_error and state == TrialState.FAIL:
+        note += f"; the launch failed: {launch_error}"
     study.tell(trial.number, value, state=state, skip_if_finished=True)
     log.info(f"tune: trial {trial.number} {state.name.lower()} ({note}) {dict(trial.params)}")
     return state != TrialState.FAIL
@@ -176,28 +179,37 @@ def prepare_study(config, grid: dict, fixed: list[str], space: dict):
 
 
 def run_study(config, launcher, config_loader, arguments: list[str]):
-    """Batches of n_jobs trials, interrupted ones of an earlier command first, until the study holds n_trials."""
+    """n_jobs trials running at once, interrupted ones of an earlier command first, a new one asked for as each ends,
+    until the study holds n_trials (slots.py says why one launch per trial)."""
     settings, sweep_dir = config.hydra.sweeper, Path(config.hydra.sweep.dir)
     space, grid, fixed = exit_on_config_error(checked_space, settings, arguments, config_loader)
     study, n_trials = prepare_study(config, grid, fixed, space)
     again = settle_earlier(study, sweep_dir, settings.objective)
     finished = sum(t.state.name in ("COMPLETE", "PRUNED") for t in study.get_trials(deepcopy=False))
-    while again or len(study.trials) < n_trials:
-        batch = [(t, True) for t in again[: settings.n_jobs]]
-        again = again[settings.n_jobs:]
-        for _ in range(min(settings.n_jobs - len(batch), n_trials - len(study.trials))):
-            trial = study.ask(space)
-            trial.set_user_attr("dir", trial_dirname(trial.number))
-            batch.append((trial, False))
-        launcher.launch([job_overrides(t, fixed, resume) for t, resume in batch], initial_job_idx=batch[0][0].number)
-        records = [read_results(sweep_dir / t.user_attrs["dir"]) for t, _ in batch]
-        finished += sum(tell(study, t, record, settings.objective) for (t, _), record in zip(batch, records))
-        if not finished and all((r or {}).get("status") == "failed" for r in records):
-            # A typo in a fixed override fails every job at start-up: one batch shows it.
-            log.error(f"tune: every trial failed: stopping the study (see results.json in {sweep_dir})")
-            break
+    failed = 0
+    with Slots(launcher, slot_count(launcher, settings.n_jobs)) as slots:
+        while True:
+            # A typo in a fixed override fails every job at start-up: the first n_jobs trials show it.
+            given_up = not finished and failed >= slots.size
+            while slots.free and not given_up and (again or len(study.trials) < n_trials):
+                trial, resume = (again.pop(0), True) if again else (ask(study, space), False)
+                slots.start(trial, job_overrides(trial, fixed, resume), trial.number)
+            if not slots.running:
+                break
+            for trial, launch_error in slots.wait_any():
+                record = read_results(sweep_dir / trial.user_attrs["dir"])
+                ended = tell(study, trial, record, settings.objective, launch_error)
+                finished, failed = finished + ended, failed + (not ended)
+    if given_up:
+        log.error(f"tune: every trial failed: stopping the study (see results.json in {sweep_dir})")
     log_best(study, settings.objective)
     return study
+
+
+def ask(study, space: dict):
+    trial = study.ask(space)
+    trial.set_user_attr("dir", trial_dirname(trial.number))
+    return trial
 
 
 def log_best(study, objective: str) -> None:
