@@ -210,9 +210,19 @@ def check_job(cfg) -> None:
                           f"the path (a relative one starts at the current folder)")
 
 
+def check_tracker(cfg) -> None:
+    """lab's trackers (lab/tracking/) check their own settings: a URI that cannot work, a server that is not up."""
+    from lab.tracking import tracker_module
+
+    module = tracker_module(cfg.get("logger"))
+    if module:
+        importable("logger", f"{module}.check_settings")(cfg.logger)
+
+
 def check_keys_and_values(cfg) -> None:
     check_unknown_keys(cfg)
     check_call_arguments(cfg)
+    check_tracker(cfg)
     check_rules(cfg)
     check_test_tta(cfg)
     check_model(cfg)

@@ -61,7 +61,7 @@ def fit_and_test(cfg: DictConfig, ctx: RunContext, resume: bool) -> float:
     resume_from = find_resume_checkpoint(ctx) if resume else None
     if ctx.rank_zero:  # replaces an old "ok" from an earlier run here: a kill now must not read as finished
         save_results(cfg, ctx, dict(status="running", test_acc=None))
-    module, datamodule, trainer, recorder, plugged = build_run(cfg, ctx, started_at)
+    module, datamodule, trainer, recorder, plugged = build_run(cfg, ctx, started_at, resume)
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
     # Read before testing: trainer.test(ckpt_path=best) restores callback state (EpochRecorder's totals).
     trained = recorder.summary()
@@ -81,6 +81,8 @@ def fit_and_test(cfg: DictConfig, ctx: RunContext, resume: bool) -> float:
                    started_at=round(started_at, 3), finished_at=round(time.time(), 3))
     if trainer.is_global_zero:
         save_results(cfg, ctx, results)
+        if hasattr(trainer.logger, "record_outcome"):  # lab's trackers put the status on the run (lab/tracking/)
+            trainer.logger.record_outcome(results)
         print_results(results)
         log.info(f"run dir: {ctx.run_dir}")
     return results["test_acc"] if results["test_acc"] is not None else math.nan
@@ -98,7 +100,7 @@ def find_resume_checkpoint(ctx: RunContext) -> str | None:
     return None
 
 
-def build_run(cfg: DictConfig, ctx: RunContext, started_at: float):
+def build_run(cfg: DictConfig, ctx: RunContext, started_at: float, resume: bool = False):
     """Everything fit() needs: module, datamodule, trainer, the epoch recorder and the sweeper's callbacks."""
     import pytorch_lightning as pl
 
@@ -109,6 +111,7 @@ def build_run(cfg: DictConfig, ctx: RunContext, started_at: float):
     from lab.model import build_model, ready_to_train
     from lab.module import Classifier
     from lab.recorder import EpochRecorder
+    from lab.tracking import job_facts, tracker_module
     from lab.trainer import build_trainer, set_cpu_threads, shows_progress_bar, uses_cuda
 
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -133,7 +136,8 @@ def build_run(cfg: DictConfig, ctx: RunContext, started_at: float):
                              step_loss_every=cfg.step_loss_every)
     plugged = [c for c in (hydra.utils.get_method(path)(cfg, ctx) for path in ctx.job_callbacks) if c is not None]
     ema = build_ema(cfg.get("ema"))
-    trainer = build_trainer(cfg, ctx.run_dir, [recorder, *plugged, *([ema] if ema else [])])
+    tracked = job_facts(cfg, ctx, resume) if tracker_module(cfg.get("logger")) else None  # lab/tracking/
+    trainer = build_trainer(cfg, ctx.run_dir, [recorder, *plugged, *([ema] if ema else [])], tracked)
     return module, datamodule, trainer, recorder, plugged
 
 

@@ -88,7 +88,17 @@ def shows_progress_bar() -> bool:
     return sys.stdout.isatty()
 
 
-def build_trainer(cfg, run_dir: Path, callbacks: list) -> pl.Trainer:
+def build_logger(cfg, job: dict | None):
+    """conf/logger/: Lightning's loggers as they are; lab's trackers (lab/tracking/) also get the run's facts."""
+    from lab.tracking import tracker_module
+
+    if not cfg.get("logger"):
+        return False
+    extra = {"job": job} if job is not None and tracker_module(cfg.logger) else {}
+    return hydra.utils.instantiate(cfg.logger, **extra)
+
+
+def build_trainer(cfg, run_dir: Path, callbacks: list, job: dict | None = None) -> pl.Trainer:
     quiet_lightning()
     trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
     trainer_cfg["precision"] = resolve_precision(trainer_cfg["precision"], trainer_cfg["accelerator"])
@@ -100,7 +110,7 @@ def build_trainer(cfg, run_dir: Path, callbacks: list) -> pl.Trainer:
     tty = shows_progress_bar()
     if tty:
         callbacks.append(pl.callbacks.RichProgressBar())
-    logger = hydra.utils.instantiate(cfg.logger) if cfg.get("logger") else False
+    logger = build_logger(cfg, job)
     return hydra.utils.instantiate(
         trainer_cfg, callbacks=callbacks, logger=logger, enable_progress_bar=tty,
         enable_model_summary=False, use_distributed_sampler=False, default_root_dir=str(run_dir))

@@ -41,9 +41,9 @@ def test_an_mlflow_run_holds_the_metrics_csv_values(tmp_path):
 
 @pytest.mark.slow  # ~25 s: three processes import mlflow
 def test_parallel_jobs_meeting_a_new_store_all_log(tmp_path):
-    # Without the lock in lab.mlflow_logger, 3 of 4 such jobs failed in alembic's table creation.
+    # Without the lock in lab.tracking.mlflow_runs, 3 of 4 such jobs failed in alembic's table creation.
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    code = ("import sys; from lab.mlflow_logger import mlflow_logger; "
+    code = ("import sys; from lab.tracking.mlflow_runs import mlflow_logger; "
             "logger = mlflow_logger(sys.argv[1], sys.argv[2], sys.argv[3]); "
             "logger.log_metrics({'val_acc': 0.5}, step=0); logger.finalize('success')")
     env = dict(os.environ, PYTHONPATH=str(ROOT))
@@ -61,12 +61,12 @@ def test_parallel_jobs_meeting_a_new_store_all_log(tmp_path):
 def test_logger_mlflow_logs_into_one_store_under_the_project_root():
     cfg = compose(["logger=mlflow"])
     assert cfg.logger.tracking_uri == f"sqlite:///{cfg.paths.root_dir}/mlruns/mlflow.db"
-    assert cfg.logger.experiment_name == "lab" and cfg.logger._target_ == "lab.mlflow_logger.mlflow_logger"
+    assert cfg.logger.experiment_name == "lab" and cfg.logger._target_ == "lab.tracking.mlflow_runs.mlflow_logger"
 
 
 def test_without_the_mlflow_package_logger_mlflow_says_to_install_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "mlflow", None)  # import mlflow now raises ModuleNotFoundError
-    monkeypatch.delitem(sys.modules, "lab.mlflow_logger", raising=False)
-    monkeypatch.delattr(lab, "mlflow_logger", raising=False)  # else the import finds the package's attribute
+    monkeypatch.delitem(sys.modules, "lab.tracking.mlflow_runs", raising=False)
+    monkeypatch.delattr(lab.tracking, "mlflow_runs", raising=False)  # else the import finds the package's attribute
     with pytest.raises(ConfigError, match=r'needs the mlflow package.*pip install -e "\.\[mlflow\]"'):
         validate(compose(["logger=mlflow"]))

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from lab.errors import EXIT_STOPPED, ConfigError, say_user_error
-from lab.run_files import write_json
+from lab.run_files import read_results, write_json
 from lab.study.plan import (
     Step,
     compose_study,
@@ -33,10 +33,13 @@ from lab.study.run import (
     all_finished,
     copy_identical_jobs,
     first_finished_run,
+    job_dirs,
     start_step,
     step_error,
     stop_steps,
 )
+from lab.study.tracking import open_study_group, study_tracker
+from lab.tracking import close_group
 
 log = logging.getLogger("lab")
 
@@ -45,6 +48,7 @@ def plan_study(argv: list[str]):
     study_overrides, step_overrides, config_dir = split_argv(argv)
     study = compose_study(study_overrides, config_dir)
     study["config_dir"] = config_dir  # each step's lab.train gets it too: the user's groups and experiments
+    study["tracker"] = study_tracker(step_overrides, config_dir)  # logger=mlflow/wandb: the study is one group
     out = study_dir(study, study_overrides, step_overrides)
     step_overrides = step_overrides + gpu_overrides(study, step_overrides)
     steps = [Step(name, study["plan"][name] or {}) for name in selected_steps(study)]
@@ -176,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     started = time.time()
     out.mkdir(parents=True, exist_ok=True)
+    group = open_study_group(study, out, step_overrides)
     log.info(f"study {study['name']}: {len(steps)} step(s) ({', '.join(s.name for s in steps)}) in {out}")
     progress = Progress(totals)
     for step in steps:
@@ -186,7 +191,10 @@ def main(argv: list[str] | None = None) -> int:
         outcomes = run_steps(steps, study, step_overrides, out, progress)
     except Stopped as stop:
         stopped_by, outcomes = stop.by, stop.outcomes
-    return finish(study, out, argv, steps, outcomes, started, stopped_by)
+    exit_code = finish(study, out, argv, steps, outcomes, started, stopped_by)
+    close_group(group, [(read_results(p) or {}).get("status") or "failed" for step in steps
+                        for p in job_dirs(out / step.name)])
+    return exit_code
 
 
 def finish(study, out, argv, steps, outcomes, started, stopped_by) -> int:

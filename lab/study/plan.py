@@ -175,8 +175,17 @@ def step_command(step: Step, study: dict, step_overrides: list[str], out: Path, 
             return
         needs.append(f"{key}={quoted(run_dir)}")
     search = ["--config-dir", str(Path(study["config_dir"]).absolute())] if study.get("config_dir") else []
-    step.command = [*search, "-m", *args, *given, *(spec.get("overrides") or []), *needs, "resume=true",
+    tracking = step_tracking(study, out, step.name)
+    step.command = [*search, "-m", *args, *given, *(spec.get("overrides") or []), *needs, *tracking, "resume=true",
                     f"hydra.sweep.dir={quoted(out / step.name)}"]
+
+
+def step_tracking(study: dict, out: Path, step: str) -> list[str]:
+    """The overrides that put a step's jobs into the study's group, tagged with the study and the step."""
+    if not study.get("tracker"):
+        return []
+    return [f"logger.experiment_name={study['name']}", f"logger.parent_dir={quoted(out)}",
+            f"+logger.tags.study={study['name']}", f"+logger.tags.step={step}"]
 
 
 def quoted(path) -> str:

@@ -6,9 +6,11 @@ from pathlib import Path
 
 from hydra.experimental.callback import Callback
 
-from lab.errors import exit_for_user_error
+from lab.config import check_tracker
+from lab.errors import ConfigError, exit_for_user_error
 from lab.run_files import read_results
 from lab.sweeps.jobs import check_jobs, sweep_progress
+from lab.tracking import close_group, open_sweep_group
 
 log = logging.getLogger("lab")
 
@@ -16,6 +18,7 @@ log = logging.getLogger("lab")
 class SweepCallback(Callback):
     def __init__(self) -> None:
         self.slurm_watch = None  # the queue watch of hydra/launcher=slurm (a threading.Event), while the array runs
+        self.group = None  # the sweep's parent run in a tracker (lab/tracking/)
 
     def __getstate__(self) -> dict:  # joblib and submitit send the callback to each job: the watch stays here
         return dict(self.__dict__, slurm_watch=None)
@@ -25,6 +28,11 @@ class SweepCallback(Callback):
         problem = check_jobs(config, ranks_by_launcher=slurm)  # a bad value among good ones: one line now
         if problem:
             exit_for_user_error(f"{problem} (no job was started)")
+        try:
+            check_tracker(config)  # a tuner's jobs are not known yet: its logger is checked here
+        except ConfigError as err:
+            exit_for_user_error(f"{err} (no job was started)")
+        self.group = open_sweep_group(config)
         if slurm:
             from lab.sweeps.slurm_watch import check_and_watch
 
@@ -43,8 +51,10 @@ class SweepCallback(Callback):
         if self.slurm_watch is not None:
             self.slurm_watch.set()
         sweep_dir = Path(config.hydra.sweep.dir)
-        failed = [p.name for p in sorted(sweep_dir.iterdir()) if p.is_dir()
-                  and (read_results(p) or {}).get("status") == "failed"] if sweep_dir.is_dir() else []
+        jobs = [p for p in sorted(sweep_dir.iterdir()) if p.is_dir()] if sweep_dir.is_dir() else []
+        statuses = {p.name: (read_results(p) or {}).get("status") for p in jobs}
+        failed = [name for name, status in statuses.items() if status == "failed"]
+        close_group(self.group, [status for status in statuses.values() if status])
         try:
             from lab.report import write_report
 

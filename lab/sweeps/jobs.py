@@ -47,6 +47,16 @@ def job_name(overrides: list[str], swept: set | None, order: list[str] | None = 
     return ",".join(typed for _, typed in sorted(found, key=rank)).replace("/", "_")[:200]  # sorted() is stable
 
 
+def swept_overrides(sweep_dir: Path, overrides) -> dict:
+    """{key: value as typed} of a job's overrides that its sweep varies (the swept keys of its multirun.yaml)."""
+    master = Path(sweep_dir) / "multirun.yaml"
+    if not master.is_file():
+        return {}
+    swept = {override_key(k) for k in swept_keys(OmegaConf.load(master))}
+    found = [(key, value) for key, value, _ in run_overrides(list(overrides)) if key in swept]
+    return dict(sorted(found, key=lambda kv: kv[0] == "seed"))  # the seed last, as in job_name
+
+
 if not OmegaConf.has_resolver("lab_job_dir"):  # hydra.sweep.subdir: ${lab_job_dir:}
     OmegaConf.register_new_resolver("lab_job_dir", lambda *, _root_: job_dirname(_root_))
 

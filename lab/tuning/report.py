@@ -23,8 +23,12 @@ def tuning_settings(sweep_dir: Path):
     path = Path(sweep_dir) / "multirun.yaml"
     if not path.is_file():
         return None
-    settings = OmegaConf.select(OmegaConf.load(path), "hydra.sweeper")
-    return settings if settings is not None and "TuneSweeper" in str(settings.get("_target_", "")) else None
+    config = OmegaConf.load(path)
+    settings = OmegaConf.select(config, "hydra.sweeper")
+    if settings is None or "TuneSweeper" not in str(settings.get("_target_", "")):
+        return None
+    in_process = str(OmegaConf.select(config, "hydra.launcher._target_") or "").endswith("BasicLauncher")
+    return OmegaConf.merge(settings, {"slots": 1 if in_process else settings.n_jobs})  # as slots.slot_count
 
 
 def load_trials(sweep_dir: Path, settings):
@@ -41,7 +45,8 @@ def load_trials(sweep_dir: Path, settings):
         rows.append(dict(number=trial.number, state=trial.state.name.lower(), params=trial.params,
                          value=trial.value, stop_value=steps[max(steps)] if steps else None, dir=dirname,
                          epochs=record.get("epochs", max(steps) if steps else 0), test_acc=record.get("test_acc"),
-                         distributions=trial.distributions))
+                         distributions=trial.distributions, started_at=record.get("started_at"),
+                         finished_at=record.get("finished_at")))
     return study, rows
 
 
@@ -110,6 +115,26 @@ def importance_figure(study, keys: list[str]):
     return fig
 
 
+def slot_use(rows, slots: int) -> dict | None:
+    """How busy the sweep kept its slots: the trials' summed time (each job's start of training to its results.json)
+    over slots x the span from the first trial's start to the last one's end. None without two timed trials."""
+    timed = [r for r in rows if r["started_at"] and r["finished_at"]]
+    if len(timed) < 2:
+        return None
+    busy = sum(r["finished_at"] - r["started_at"] for r in timed)
+    span = max(r["finished_at"] for r in timed) - min(r["started_at"] for r in timed)
+    return dict(slots=slots, busy_s=busy, span_s=span, utilisation=busy / (slots * span) if span > 0 else None)
+
+
+def slot_line(use: dict | None) -> list[str]:
+    if not use or use["utilisation"] is None:
+        return []
+    return [f"Slots: {use['slots']} trial(s) at once; the trials' summed time {use['busy_s'] / 60:.1f} min over "
+            f"{use['slots']} x {use['span_s'] / 60:.1f} min from the first trial's start to the last one's end: "
+            f"**utilisation {use['utilisation']:.2f}** (a continued study's span includes the time between "
+            f"its commands).", ""]
+
+
 def best_command(study, best: dict) -> str:
     fixed = list(study.user_attrs.get("fixed_overrides", []))
     if any(override_key(item) == "experiment" for item in fixed):
@@ -131,6 +156,7 @@ def tuning_markdown(study, rows, keys, settings, sweep_dir: Path, figures: list[
         full = len(rows) * int(max_epochs)
         lines += [f"Epochs trained: {spent} of the {full} that {len(rows)} full trials of {max_epochs} epochs would "
                   f"cost ({100 * spent / full:.0f}%).", ""]
+    lines += slot_line(slot_use(rows, settings.slots))
     if done:
         best = next(r for r in done if r["number"] == study.best_trial.number)
         test = f", test_acc {best['test_acc']:.4f}" if best["test_acc"] is not None else ""
