@@ -8,7 +8,8 @@ import logging
 from lab.errors import ConfigError
 
 HYDRA_KEYS = {"_target_", "_partial_", "_recursive_", "_convert_", "_args_"}
-EXTRAS = {"mlflow": "mlflow", "tensorboard": "tensorboard", "timm": "timm"}  # a package an option needs -> its extra
+# a package an option needs -> its extra
+EXTRAS = {"mlflow": "mlflow", "tensorboard": "tensorboard", "timm": "timm", "wandb": "wandb"}
 
 
 def install_hint(package: str) -> str:

@@ -1,6 +1,7 @@
 """Shared test helpers: compose the real config, run the real CLI in a subprocess on tiny data."""
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -30,6 +31,13 @@ def run_module(module: str, *args, env=None, timeout=600, cwd=None) -> subproces
 
 
 # Tests that check plumbing, not learning, train a 8-wide ResNet10 on a few batches.
+def free_port() -> int:
+    """A loopback port nothing listens on now (a server the test starts, or one that must not answer)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 TINY = ["model.base_width=8", "trainer.accelerator=cpu", "trainer.limit_train_batches=8"]
 
 

@@ -5,10 +5,11 @@ or /run is used and nothing is left behind. Needs root (slurmd starts jobs as th
 packages slurm-wlm and munge, installed here with apt-get when missing."""
 import os
 import shutil
-import socket
 import subprocess
 import time
 from pathlib import Path
+
+from conftest import free_port
 
 PACKAGES = {"slurmctld": "slurm-wlm", "slurmd": "slurm-wlm", "munged": "munge"}
 PARTITION = "debug"
@@ -33,12 +34,6 @@ def install_if_missing() -> None:
         proc = subprocess.run(install, capture_output=True, text=True, env=env, timeout=600)
         if proc.returncode != 0:
             raise SlurmUnavailable(f"apt-get install {' '.join(missing)} failed: {proc.stderr.strip()[-300:]}")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def node_line() -> str:

@@ -1,15 +1,17 @@
 """logger=mlflow: a real run logged into a local SQLite store, read back through MLflow's own client."""
 import csv
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
-import lab
+import lab.tracking
 from lab.config import validate
 from lab.errors import ConfigError
-from tests.conftest import ROOT, compose, results, run_train
+from tests.conftest import ROOT, TINY, compose, free_port, results, run_train
 
 
 @pytest.mark.slow  # ~20 s: importing mlflow and creating a new store take most of it
@@ -70,3 +72,120 @@ def test_without_the_mlflow_package_logger_mlflow_says_to_install_the_extra(monk
     monkeypatch.delattr(lab.tracking, "mlflow_runs", raising=False)  # else the import finds the package's attribute
     with pytest.raises(ConfigError, match=r'needs the mlflow package.*pip install -e "\.\[mlflow\]"'):
         validate(compose(["logger=mlflow"]))
+
+
+@pytest.mark.parametrize("uri, says", [
+    ("mlflow.db", "is not a tracking URI MLflow reads"),
+    ("sqlite://mlflow.db", "is not a SQLite store's URI"),
+    ("http://:5000", "names no host"),
+    ("http://127.0.0.1:{port}", "no tracking server answers at 127.0.0.1:{port}"),
+])
+def test_a_tracking_uri_that_cannot_work_is_one_line_naming_the_key(uri, says):
+    from lab.config import check_tracker
+
+    port = free_port()
+    uri, says = uri.format(port=port), says.format(port=port)
+    with pytest.raises(ConfigError, match=says) as err:
+        check_tracker(compose(["logger=mlflow", f"logger.tracking_uri={uri}"]))
+    message = str(err.value)
+    assert message.startswith(f"logger.tracking_uri={uri}") and "\n" not in message
+
+
+def runs_by_name(store: str, experiment: str = "lab") -> dict:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(store)
+    found = client.get_experiment_by_name(experiment)
+    return {run.info.run_name: run for run in client.search_runs([found.experiment_id])}
+
+
+@pytest.mark.slow  # ~45 s: two sweeps of two jobs, each job importing mlflow
+def test_a_sweeps_jobs_nest_under_its_parent_run_and_a_resumed_job_continues_its_run(tmp_path):
+    store, sweep = f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path / "sweep"
+    arguments = ["-m", "dataset=digits", *TINY, "logger=mlflow", f"logger.tracking_uri={store}",
+                 f"logger.artifact_location={tmp_path / 'artifacts'}", "optimizer.lr=0.05,1000", "seed=3",
+                 f"hydra.sweep.dir={sweep}"]
+    first = run_train(*arguments, "trainer.max_epochs=2")
+    assert first.returncode == 0, first.stderr[-3000:]
+    runs = runs_by_name(store)
+    parent = runs.pop("sweep")
+    assert (parent.data.tags["lab.kind"], parent.data.tags["lab.dir"], parent.info.status) == \
+        ("sweep", str(sweep), "FINISHED")
+    assert (parent.data.tags["jobs_ok"], parent.data.tags["jobs_diverged"]) == ("1", "1")
+    assert sorted(runs) == ["optimizer.lr=0.05", "optimizer.lr=1000"]
+    for name, run in runs.items():
+        record = results(sweep / name)
+        tags, params = run.data.tags, run.data.params
+        assert tags["mlflow.parentRunId"] == parent.info.run_id and tags["lab.dir"] == str(sweep / name)
+        assert (params["optimizer.lr"], params["seed"], tags["swept"]) == (name.split("=")[1], "3", name)
+        assert tags["status"] == record["status"]
+        assert run.info.status == "FINISHED"  # diverged is an outcome, not a crash
+    assert runs["optimizer.lr=0.05"].data.metrics["test_acc"] == pytest.approx(results(sweep / "optimizer.lr=0.05")
+                                                                                ["test_acc"])
+    # resume=true with more epochs: each job continues its own run, the parent is the same one
+    again = run_train(*arguments, "trainer.max_epochs=3", "resume=true")
+    assert again.returncode == 0, again.stderr[-3000:]
+    later = runs_by_name(store)
+    assert sorted(later) == sorted(["sweep", *runs]) and later["sweep"].info.run_id == parent.info.run_id
+    ok = later["optimizer.lr=0.05"]
+    assert ok.info.run_id == runs["optimizer.lr=0.05"].info.run_id and ok.info.status == "FINISHED"
+    from mlflow.tracking import MlflowClient
+
+    history = MlflowClient(store).get_metric_history(ok.info.run_id, "val_acc")
+    assert len(history) == 3 == results(sweep / "optimizer.lr=0.05")["epochs"]  # epochs 0-1, then 2 after resume
+
+
+@pytest.mark.slow  # ~60 s: a real tracking server, stopped between the two jobs of a sweep
+def test_a_tracking_server_that_dies_mid_sweep_costs_no_jobs_results(tmp_path):
+    port, sweep = free_port(), tmp_path / "sweep"
+    backend = f"sqlite:///{tmp_path / 'server.db'}"
+    server = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+                               "--backend-store-uri", backend, "--default-artifact-root", str(tmp_path / "art"),
+                               "--workers", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
+    try:
+        wait_for_port(port, server)
+        env = dict(os.environ, MLFLOW_HTTP_REQUEST_MAX_RETRIES="0", MLFLOW_HTTP_REQUEST_TIMEOUT="5")
+        sweep_proc = subprocess.Popen(
+            [sys.executable, "-m", "lab.train", "-m", "dataset=digits", *TINY,
+             "trainer.max_epochs=2,40", "logger=mlflow", f"logger.tracking_uri=http://127.0.0.1:{port}",
+             f"hydra.sweep.dir={sweep}"], cwd=ROOT, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
+            text=True)
+        first_job = sweep / "trainer.max_epochs=2"
+        deadline = time.time() + 300
+        while time.time() < deadline and (read(first_job) or {}).get("status") != "ok" and sweep_proc.poll() is None:
+            time.sleep(0.05)
+    finally:
+        os.killpg(server.pid, signal.SIGKILL)  # the server goes away while the second job trains
+        server.wait()
+    err = sweep_proc.communicate(timeout=600)[1]
+    assert sweep_proc.returncode == 0, err[-3000:]
+    second = results(sweep / "trainer.max_epochs=40")
+    assert second["status"] == "ok" and second["epochs"] == 40
+    with open(sweep / "trainer.max_epochs=40" / "metrics.csv") as f:
+        assert len(list(csv.DictReader(f))) == 40
+    assert "this run's tracking stops here" in err or "this run is not tracked" in err
+    runs = runs_by_name(backend)  # the server's own store: the first job got there whole
+    assert runs["trainer.max_epochs=2"].info.status == "FINISHED"
+    assert runs["trainer.max_epochs=2"].data.tags["status"] == "ok"
+
+
+def read(run_dir):
+    try:
+        return results(run_dir)
+    except (OSError, ValueError):
+        return None
+
+
+def wait_for_port(port: int, process, timeout_s: float = 120) -> None:
+    import socket
+
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        assert process.poll() is None, "the server exited"
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise AssertionError(f"nothing listens on {port} after {timeout_s} s")

@@ -305,3 +305,24 @@ def test_ddp_as_two_slurm_tasks_matches_lightnings_own_two_processes(cluster, tm
     assert srun_results["status"] == "ok" and srun_results["world_size"] == 2, (tmp_path / "srun.out").read_text()
     assert rows_without_timing(tmp_path / "srun") == rows_without_timing(tmp_path / "local")
     assert srun_results["test_acc"] == results(tmp_path / "local")["test_acc"]
+
+
+@pytest.mark.slow
+def test_tuning_on_slurm_submits_a_trial_as_a_slot_frees_up(cluster, tmp_path):
+    """hydra/sweeper=tune with 2 slots on the Slurm launcher: a grid over max_epochs, the long trial first; trial 2
+    is submitted when trial 1 ends, while trial 0 still trains (a batch of 2 would wait for trial 0)."""
+    if cluster.cpus() < 2:
+        pytest.skip("two jobs at once need a node with 2 CPUs")
+    from tests.test_tune import grid_seed_running_first, load_study
+
+    sweep = tmp_path / "sweep"
+    seed = grid_seed_running_first([40, 1, 2], 40)
+    proc = run_train("-m", "hydra/sweeper=tune", *SMALL, *TRAIN, "trainer.max_epochs=choice(40,1,2)",
+                     "hydra.sweeper.sampler=grid", "hydra.sweeper.pruner=none", f"hydra.sweeper.seed={seed}",
+                     "hydra.sweeper.n_jobs=2", f"hydra.sweep.dir={sweep}", env={**cluster.env, **THREADS})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    trials = load_study(sweep).trials
+    assert [t.state.name for t in trials] == ["COMPLETE"] * 3 and trials[0].params["trainer.max_epochs"] == 40
+    timing = [results(sweep / t.user_attrs["dir"]) for t in trials]
+    assert timing[1]["finished_at"] < timing[2]["started_at"] < timing[0]["finished_at"]
+    assert len(set(slurm_queue.submitted_arrays(str(sweep / ".submitit" / "%j")))) == 3  # one Slurm job a trial

@@ -7,8 +7,11 @@ pruned, failed) and test accuracy, and a study's jobs carry the study and step a
 
 A tracker's module has check_settings(node) (bad input in one line before any job starts) and its logger factory
 takes `job`, the facts of the run it logs (job_facts); this module imports neither tracker package."""
-TRACKER_MODULES = ("lab.tracking.mlflow_runs", "lab.tracking.wandb_run")
-STATUSES = ("ok", "diverged", "pruned", "failed", "interrupted")
+import logging
+
+log = logging.getLogger("lab")
+MLFLOW = "lab.tracking.mlflow_runs"
+TRACKER_MODULES = (MLFLOW, "lab.tracking.wandb_run")
 
 
 def tracker_module(node) -> str | None:
@@ -20,7 +23,7 @@ def tracker_module(node) -> str | None:
 
 def job_facts(cfg, ctx, resume: bool) -> dict:
     """What a tracker's factory is told of the run beside its config node, from the run's RunContext (lab.context):
-    plain values, so they pickle to any launcher."""
+    its sweep dir, the overrides its sweep varies, its seed, and whether it continues an earlier process."""
     swept = {}
     if ctx.in_sweep:
         from lab.sweeps.jobs import swept_overrides
@@ -30,15 +33,10 @@ def job_facts(cfg, ctx, resume: bool) -> dict:
                 resume=bool(resume))
 
 
-MLFLOW = "lab.tracking.mlflow_runs"
-
-
 def open_sweep_group(config) -> dict | None:
     """A -m sweep's or tuning run's parent run in MLflow, opened before its first job (its jobs find it by the sweep
     dir): {tracking_uri, run_id}. None for other loggers, inside a study (the study's run is the parent), or when
     the store fails now (the jobs train all the same)."""
-    import logging
-
     node = config.get("logger")
     if tracker_module(node) != MLFLOW or node.get("parent_dir"):
         return None
@@ -50,8 +48,8 @@ def open_sweep_group(config) -> dict | None:
                             str(config.hydra.sweep.dir), "tuning" if tuning else "sweep",
                             tags={"command": " ".join(config.hydra.overrides.task)})
     except Exception as err:
-        logging.getLogger("lab").warning(f"MLflow ({node.tracking_uri}): {first_line(err)}: the sweep has no parent "
-                                         f"run; its jobs train all the same")
+        log.warning(f"MLflow ({node.tracking_uri}): {first_line(err)}: the sweep has no parent run; its jobs train "
+                    f"all the same")
         return None
     return dict(tracking_uri=node.tracking_uri, run_id=run_id)
 
@@ -60,13 +58,10 @@ def close_group(group: dict | None, statuses: list[str]) -> None:
     """End a group's parent run with its jobs' status counts (a failure here only costs the tracker)."""
     if not group:
         return
-    import logging
-
     from lab.tracking.mlflow_runs import close_group as close_mlflow_group
     from lab.tracking.mlflow_runs import first_line
 
     try:
         close_mlflow_group(group["tracking_uri"], group["run_id"], statuses)
     except Exception as err:
-        logging.getLogger("lab").warning(f"MLflow ({group['tracking_uri']}): {first_line(err)}: the parent run "
-                                         f"stays open")
+        log.warning(f"MLflow ({group['tracking_uri']}): {first_line(err)}: the parent run stays open")

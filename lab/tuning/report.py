@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 
 from lab.keys import override_key
 from lab.run_files import read_results, save_png, write_atomic
-from lab.tuning.study import open_storage, override_text
+from lab.tuning.study import JOURNAL, open_storage, override_text
 
 log = logging.getLogger("lab")
 PRUNED_STYLE = dict(marker="x", color="0.55", linestyle="none", label="pruned (value at the stop)")
@@ -157,6 +157,9 @@ def tuning_markdown(study, rows, keys, settings, sweep_dir: Path, figures: list[
         lines += [f"Epochs trained: {spent} of the {full} that {len(rows)} full trials of {max_epochs} epochs would "
                   f"cost ({100 * spent / full:.0f}%).", ""]
     lines += slot_line(slot_use(rows, settings.slots))
+    if not settings.storage:
+        lines += ['Browse it in optuna-dashboard (`pip install -e ".[dashboard]"`): '
+                  f"`optuna-dashboard {Path(sweep_dir) / JOURNAL}`", ""]
     if done:
         best = next(r for r in done if r["number"] == study.best_trial.number)
         test = f", test_acc {best['test_acc']:.4f}" if best["test_acc"] is not None else ""

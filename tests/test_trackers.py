@@ -1,0 +1,125 @@
+"""logger=wandb (offline: the run files read back, record by record) and the tuning journal in optuna-dashboard
+(the real server on loopback, read through its HTTP API). MLflow has tests/test_mlflow.py."""
+import json
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, TINY, compose, free_port, results, run_train
+
+from lab.errors import ConfigError
+
+BLOCK = 32768  # the .wandb file is a LevelDB-style log: 32 KiB blocks of records (crc 4, length 2, type 1, data)
+
+
+def wandb_records(path: Path):
+    """The protobuf records of an offline run's .wandb file (wandb 0.31 ships no reader for it)."""
+    from wandb.proto import wandb_internal_pb2
+
+    raw, pos, pending = Path(path).read_bytes(), 7, b""  # 7: the file's header
+    while pos + 7 <= len(raw):
+        left = BLOCK - pos % BLOCK
+        if left < 7 or raw[pos + 6] == 0:  # a block's zero padding
+            pos += left
+            continue
+        length, kind = int.from_bytes(raw[pos + 4:pos + 6], "little"), raw[pos + 6]
+        pending += raw[pos + 7:pos + 7 + length]
+        pos += 7 + length
+        if kind in (1, 4):  # FULL, LAST (2, 3: FIRST, MIDDLE of a record split across blocks)
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(pending)
+            pending = b""
+            yield record
+
+
+def offline_runs(save_dir: Path) -> dict:
+    """{run name: (its last run record, summary keys -> JSON values, exit code, initial config)} per offline run."""
+    runs = {}
+    for path in sorted(save_dir.glob("wandb/offline-run-*/run-*.wandb")):
+        run, summary, exit_code, config = None, {}, None, {}
+        for record in wandb_records(path):
+            kind = record.WhichOneof("record_type")
+            if kind == "run":
+                run = record.run
+                config.update({u.key: json.loads(u.value_json) for u in record.run.config.update})
+            elif kind == "summary":
+                summary.update({u.key: json.loads(u.value_json) for u in record.summary.update})
+            elif kind == "exit":
+                exit_code = record.exit.exit_code
+        runs.setdefault(run.display_name, []).append((run, summary, exit_code, config))
+    return runs
+
+
+@pytest.mark.slow  # ~40 s: each job starts wandb's own service process
+def test_wandb_offline_groups_a_sweep_and_tags_each_job_with_its_status(tmp_path):
+    sweep, store = tmp_path / "multirun" / "sweep", tmp_path / "store"
+    proc = run_train("-m", "dataset=digits", *TINY, "trainer.max_epochs=2", "logger=wandb", f"logger.save_dir={store}",
+                     "optimizer.lr=0.05,1000", "seed=3", f"hydra.sweep.dir={sweep}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = offline_runs(store)
+    assert sorted(runs) == ["optimizer.lr=0.05", "optimizer.lr=1000"]
+    ids = set()
+    for name, [(run, summary, exit_code, config)] in runs.items():
+        status = results(sweep / name)["status"]
+        assert (run.run_group, run.job_type, run.project) == ("multirun/sweep", "job", "lab")
+        assert list(run.tags) == [f"status:{status}"] and summary["status"] == status and exit_code == 0
+        assert config["swept"]["value"] == {"optimizer.lr": name.split("=")[1]} and config["seed"]["value"] == 3
+        ids.add(run.run_id)
+    assert len(ids) == 2  # one run per job, none reused by the next job of the same process
+    test_acc = results(sweep / "optimizer.lr=0.05")["test_acc"]
+    assert runs["optimizer.lr=0.05"][0][1]["test_acc"] == pytest.approx(test_acc)
+
+
+def test_a_wandb_mode_that_cannot_work_is_one_line(monkeypatch, tmp_path):
+    from lab.config import check_tracker
+
+    with pytest.raises(ConfigError, match="logger.mode=cloud is not a W&B mode: choose offline, online, disabled"):
+        check_tracker(compose(["logger=wandb", "logger.mode=cloud"]))
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc: not logged in
+    monkeypatch.setenv("NETRC", str(tmp_path / "none"))
+    with pytest.raises(ConfigError, match="logger.mode=online needs a W&B login: run `wandb login`"):
+        check_tracker(compose(["logger=wandb", "logger.mode=online"]))
+    check_tracker(compose(["logger=wandb"]))  # offline needs nothing
+
+
+@pytest.mark.slow  # ~25 s: a 3-trial study, then the dashboard's server
+def test_optuna_dashboard_serves_the_tuning_journal(tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = run_train("-m", "hydra/sweeper=tune", "dataset=digits", *TINY, "trainer.max_epochs=2",
+                     "optimizer.lr=tag(log, interval(0.01, 0.1))", "hydra.sweeper.n_trials=3",
+                     "hydra.sweeper.sampler=random", f"hydra.sweep.dir={sweep}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"optuna-dashboard {sweep / 'tune.journal'}" in (sweep / "tuning.md").read_text()
+    port = free_port()
+    dashboard = subprocess.Popen([str(Path(sys.executable).parent / "optuna-dashboard"), str(sweep / "tune.journal"),
+                                  "--host", "127.0.0.1", "--port", str(port)], cwd=ROOT,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        studies = get_json(f"http://127.0.0.1:{port}/api/studies", dashboard)["study_summaries"]
+        [study] = [s for s in studies if s["study_name"] == "lab"]
+        trials = get_json(f"http://127.0.0.1:{port}/api/studies/{study['study_id']}", dashboard)["trials"]
+    finally:
+        dashboard.terminate()
+        dashboard.wait(timeout=30)
+    served = {t["number"]: (t["state"], float(t["params"][0]["param_external_value"])) for t in trials}
+    on_disk = {n: ("Complete", results(sweep / f"trial={n:03d}")["config"]["optimizer"]["lr"]) for n in range(3)}
+    assert served.keys() == on_disk.keys()
+    for number, (state, lr) in served.items():
+        assert state == on_disk[number][0] and lr == pytest.approx(on_disk[number][1])
+
+
+def get_json(url: str, server, timeout_s: float = 60) -> dict:
+    deadline = time.time() + timeout_s
+    while True:
+        assert server.poll() is None, "the server exited"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return json.loads(response.read())
+        except OSError:
+            if time.time() > deadline:
+                raise
+            time.sleep(0.3)
