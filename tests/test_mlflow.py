@@ -189,3 +189,29 @@ def wait_for_port(port: int, process, timeout_s: float = 120) -> None:
         except OSError:
             time.sleep(0.2)
     raise AssertionError(f"nothing listens on {port} after {timeout_s} s")
+
+
+@pytest.mark.slow  # ~80 s: a two-step study, mlflow ui and Chromium
+def test_a_study_is_one_experiment_whose_steps_group_in_mlflow_ui(tmp_path):
+    from tests.mlflow_ui import CHROMIUM, grouped_by_step, mlflow_ui
+
+    pytest.importorskip("playwright", reason="the browser check drives Chromium with playwright (dev extra)")
+    if not CHROMIUM:
+        pytest.skip("no chromium here (apt-get install chromium): the browser check needs a real browser")
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    study = subprocess.run([sys.executable, "-m", "lab.study", f"study.dir={tmp_path / 'study'}", "study.steps=[t1,t3]",
+                            "dataset=digits", "trainer.max_epochs=2", "model.base_width=8", "trainer.accelerator=cpu",
+                            'study.plan.t3.overrides=["optimizer.lr=0.05,0.1","seed=1"]', "logger=mlflow",
+                            f"logger.tracking_uri={store}", f"logger.artifact_location={tmp_path / 'artifacts'}"],
+                           cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert study.returncode == 0, study.stderr[-3000:]
+    runs = runs_by_name(store, "lab_report")
+    parent = runs.pop("study")
+    assert (parent.data.tags["lab.kind"], parent.data.tags["jobs_ok"]) == ("study", "3")
+    assert sorted(runs) == ["t1/0", "t3/optimizer.lr=0.05", "t3/optimizer.lr=0.1"]
+    assert all(r.data.tags["mlflow.parentRunId"] == parent.info.run_id for r in runs.values())
+    assert {name: r.data.tags["step"] for name, r in runs.items()} == {name: name[:2] for name in runs}
+    with mlflow_ui(store) as url:
+        page = grouped_by_step(url, parent.info.experiment_id, tmp_path / "grouped.png", ["t1", "t3"])
+    assert "Group by: step" in page and page.index("Group: t3") < page.index("t3/optimizer.lr=0.1")
+    assert (tmp_path / "grouped.png").stat().st_size > 20_000
