@@ -204,6 +204,7 @@ def check_job(cfg) -> None:
     arguments, values outside their range, and a dataset.root that is not a folder (a single run finds that out
     when it loads the data, in one line too, before decoding anything)."""
     check_keys_and_values(cfg)
+    check_tracker(cfg)
     root = OmegaConf.select(cfg, "dataset.root", default=None)
     if root and not Path(str(root)).expanduser().is_dir():
         raise ConfigError(f"dataset.root={root}: {Path(str(root)).expanduser().absolute()} is not a folder: check "
@@ -222,7 +223,6 @@ def check_tracker(cfg) -> None:
 def check_keys_and_values(cfg) -> None:
     check_unknown_keys(cfg)
     check_call_arguments(cfg)
-    check_tracker(cfg)
     check_rules(cfg)
     check_test_tta(cfg)
     check_model(cfg)
@@ -232,5 +232,7 @@ def validate(cfg, ctx=None) -> None:
     """Raise ConfigError for an unknown key, a value outside its allowed range, a GPU run without a GPU, or
     DDP under -m (ctx: the run's lab.context.RunContext; None: a single run): all before any data is touched."""
     check_keys_and_values(cfg)
+    if ctx is None or not ctx.in_sweep:  # a sweep checked its tracker before its first job: a server down since
+        check_tracker(cfg)               # then costs the tracker, not the job
     check_accelerator(cfg)
     check_ddp_outside_sweeps(cfg, ctx)

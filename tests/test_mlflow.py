@@ -122,17 +122,26 @@ def test_a_sweeps_jobs_nest_under_its_parent_run_and_a_resumed_job_continues_its
         assert run.info.status == "FINISHED"  # diverged is an outcome, not a crash
     assert runs["optimizer.lr=0.05"].data.metrics["test_acc"] == pytest.approx(results(sweep / "optimizer.lr=0.05")
                                                                                 ["test_acc"])
-    # resume=true with more epochs: each job continues its own run, the parent is the same one
-    again = run_train(*arguments, "trainer.max_epochs=3", "resume=true")
+    # A job stopped by SIGTERM (last.ckpt saved) and run again with resume=true continues its own run.
+    resumed = [*arguments[:-3], "optimizer.lr=0.05", "trainer.max_epochs=40", f"hydra.sweep.dir={tmp_path / 'again'}"]
+    job_dir = tmp_path / "again" / "0"
+    proc = subprocess.Popen([sys.executable, "-m", "lab.train", *resumed], cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and not (job_dir / "checkpoints" / "last.ckpt").exists() and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=120)
+    assert results(job_dir)["status"] == "interrupted"
+    again = run_train(*resumed, "resume=true")
     assert again.returncode == 0, again.stderr[-3000:]
-    later = runs_by_name(store)
-    assert sorted(later) == sorted(["sweep", *runs]) and later["sweep"].info.run_id == parent.info.run_id
-    ok = later["optimizer.lr=0.05"]
-    assert ok.info.run_id == runs["optimizer.lr=0.05"].info.run_id and ok.info.status == "FINISHED"
     from mlflow.tracking import MlflowClient
 
-    history = MlflowClient(store).get_metric_history(ok.info.run_id, "val_acc")
-    assert len(history) == 3 == results(sweep / "optimizer.lr=0.05")["epochs"]  # epochs 0-1, then 2 after resume
+    client = MlflowClient(store)
+    [job] = client.search_runs([parent.info.experiment_id], "attributes.run_name = '0'")  # one run, not two
+    steps = [m.step for m in client.get_metric_history(job.info.run_id, "val_acc")]
+    assert len(steps) == 40 == len(set(steps)) == results(job_dir)["epochs"]  # every epoch once, across 2 processes
+    assert results(job_dir)["processes"] == 2 and job.data.tags["status"] == "ok" and job.info.status == "FINISHED"
 
 
 @pytest.mark.slow  # ~60 s: a real tracking server, stopped between the two jobs of a sweep
@@ -151,9 +160,9 @@ def test_a_tracking_server_that_dies_mid_sweep_costs_no_jobs_results(tmp_path):
              "trainer.max_epochs=2,40", "logger=mlflow", f"logger.tracking_uri=http://127.0.0.1:{port}",
              f"hydra.sweep.dir={sweep}"], cwd=ROOT, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
             text=True)
-        first_job = sweep / "trainer.max_epochs=2"
+        second_job = sweep / "trainer.max_epochs=40"  # started once the first has ended, tracked and all
         deadline = time.time() + 300
-        while time.time() < deadline and (read(first_job) or {}).get("status") != "ok" and sweep_proc.poll() is None:
+        while time.time() < deadline and read(second_job) is None and sweep_proc.poll() is None:
             time.sleep(0.05)
     finally:
         os.killpg(server.pid, signal.SIGKILL)  # the server goes away while the second job trains

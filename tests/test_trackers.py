@@ -36,7 +36,7 @@ def wandb_records(path: Path):
 
 
 def offline_runs(save_dir: Path) -> dict:
-    """{run name: (its last run record, summary keys -> JSON values, exit code, initial config)} per offline run."""
+    """{run name: [(its last run record, each key's last logged or summary value, exit code, initial config)]}."""
     runs = {}
     for path in sorted(save_dir.glob("wandb/offline-run-*/run-*.wandb")):
         run, summary, exit_code, config = None, {}, None, {}
@@ -45,8 +45,9 @@ def offline_runs(save_dir: Path) -> dict:
             if kind == "run":
                 run = record.run
                 config.update({u.key: json.loads(u.value_json) for u in record.run.config.update})
-            elif kind == "summary":
-                summary.update({u.key: json.loads(u.value_json) for u in record.summary.update})
+            elif kind in ("summary", "history"):  # the last logged value of each key
+                items = record.summary.update if kind == "summary" else record.history.item
+                summary.update({u.key or "/".join(u.nested_key): json.loads(u.value_json) for u in items})
             elif kind == "exit":
                 exit_code = record.exit.exit_code
         runs.setdefault(run.display_name, []).append((run, summary, exit_code, config))
@@ -66,7 +67,7 @@ def test_wandb_offline_groups_a_sweep_and_tags_each_job_with_its_status(tmp_path
         status = results(sweep / name)["status"]
         assert (run.run_group, run.job_type, run.project) == ("multirun/sweep", "job", "lab")
         assert list(run.tags) == [f"status:{status}"] and summary["status"] == status and exit_code == 0
-        assert config["swept"]["value"] == {"optimizer.lr": name.split("=")[1]} and config["seed"]["value"] == 3
+        assert (config["optimizer.lr"], config["seed"], config["run_dir"]) == (name.split("=")[1], 3, str(sweep / name))
         ids.add(run.run_id)
     assert len(ids) == 2  # one run per job, none reused by the next job of the same process
     test_acc = results(sweep / "optimizer.lr=0.05")["test_acc"]

@@ -121,6 +121,7 @@ class TrackedRun(MLFlowLogger):
     record_outcome() puts lab's status on the run when results.json is written."""
 
     broken = False
+    reopened = False  # a resumed job's run: its first process logged the config
 
     def guarded(self, call, *args):
         if self.broken:
@@ -137,7 +138,8 @@ class TrackedRun(MLFlowLogger):
         self.guarded(super().log_metrics, metrics, step)
 
     def log_hyperparams(self, params) -> None:
-        self.guarded(super().log_hyperparams, params)
+        if not self.reopened:  # MLflow refuses to change a param, and a resumed run's resume=true is one
+            self.guarded(super().log_hyperparams, params)
 
     def after_save_checkpoint(self, checkpoint_callback) -> None:
         self.guarded(super().after_save_checkpoint, checkpoint_callback)
@@ -183,6 +185,7 @@ def mlflow_logger(tracking_uri: str, artifact_location: str | None, run_dir: str
                                 run_id=earlier.info.run_id if earlier else None)
             logger.experiment  # creates the run now, not inside fit
             if earlier:
+                logger.reopened = True
                 client.update_run(earlier.info.run_id, status="RUNNING")
                 client.set_tag(earlier.info.run_id, "status", "running")
             else:

@@ -71,4 +71,4 @@ def wandb_logger(save_dir: str, run_dir: str, experiment_name: str = "lab", mode
         id=hashlib.sha1(run_dir.encode()).hexdigest()[:16], resume="allow",
         group=group_name(str(parent_dir or "") or job.get("sweep_dir")), job_type="job",
         tags=[f"{key}:{value}"[:64] for key, value in tags.items()],
-        config={"swept": job.get("swept", {}), "seed": job.get("seed"), "run_dir": run_dir})
+        config={**job.get("swept", {}), "seed": job.get("seed"), "run_dir": run_dir})  # as MLflow's params
