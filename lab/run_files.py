@@ -42,9 +42,11 @@ def atomic_path(path: Path):
 @contextmanager
 def trained_alone(run_dir: Path, rank_zero: bool = True):
     """One process at a time trains a run dir. A job can outlive the command that launched it (kill -9 of a sweeper:
-    its joblib workers finish the job they hold, a Slurm job runs on), and the same command run again relaunches
-    the job's dir with resume=true: that second process waits here for the first to end, then finds its
-    results.json. The kernel drops the lock when its holder dies, however it dies."""
+    its joblib workers finish the job they hold), and the same command run again relaunches the job's dir with
+    resume=true: that second process waits here for the first to end, then finds its results.json. The kernel drops
+    the lock when its holder dies, however it dies. A file system without flock (Lustre mounted without it) gets a
+    warning and no lock; on one whose locks are per node (some NFS, Lustre's localflock) two nodes are not kept apart.
+    Ctrl-C while waiting exits 130 without touching the dir: it is the other process's."""
     if not rank_zero:  # a DDP run's other ranks share rank 0's dir (and its lock)
         yield
         return
@@ -54,7 +56,14 @@ def trained_alone(run_dir: Path, rank_zero: bool = True):
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             log.info(f"{run_dir}: another process is training this run (left by an earlier command): waiting for it")
-            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+            except KeyboardInterrupt:
+                log.error(f"stopped by Ctrl-C while waiting for the other process training {run_dir}")
+                raise SystemExit(130) from None
+        except OSError as err:
+            log.warning(f"{run_dir}: no lock on this file system ({err.strerror}): make sure no other process "
+                        f"trains this dir at the same time")
         yield
 
 

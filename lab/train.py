@@ -31,15 +31,12 @@ log = logging.getLogger("lab")
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float:
-    return run_or_exit(train, cfg, run_context())
+    ctx = run_context()
+    with trained_alone(ctx.run_dir, ctx.rank_zero):  # outside run_or_exit: a stop while waiting records nothing
+        return run_or_exit(train, cfg, ctx)
 
 
 def train(cfg: DictConfig, ctx: RunContext) -> float:
-    with trained_alone(ctx.run_dir, ctx.rank_zero):
-        return train_here(cfg, ctx)
-
-
-def train_here(cfg: DictConfig, ctx: RunContext) -> float:
     resume = cfg.resume or ctx.requeued
     record = read_results(ctx.run_dir) if resume else None  # results.json: the run's record
     if record and record.get("status") in FINISHED:
@@ -136,8 +133,8 @@ def build_run(cfg: DictConfig, ctx: RunContext, started_at: float, resume: bool 
                              step_loss_every=cfg.step_loss_every)
     plugged = [c for c in (hydra.utils.get_method(path)(cfg, ctx) for path in ctx.job_callbacks) if c is not None]
     ema = build_ema(cfg.get("ema"))
-    tracked = job_facts(cfg, ctx, resume) if tracker_module(cfg.get("logger")) else None  # lab/tracking/
-    trainer = build_trainer(cfg, ctx.run_dir, [recorder, *plugged, *([ema] if ema else [])], tracked)
+    job = job_facts(cfg, ctx, resume) if tracker_module(cfg.get("logger")) else None  # what a tracker is told
+    trainer = build_trainer(cfg, ctx.run_dir, [recorder, *plugged, *([ema] if ema else [])], job)
     return module, datamodule, trainer, recorder, plugged
 
 

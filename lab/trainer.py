@@ -98,6 +98,16 @@ def build_logger(cfg, job: dict | None):
     return hydra.utils.instantiate(cfg.logger, **extra)
 
 
+class TrackerOutcome(pl.Callback):
+    """A fit that ends in an exception: lab's status on the tracker's run, interrupted for Ctrl-C and SIGTERM (lab
+    saves last.ckpt and a resume continues the run), else failed. Lightning's own finalize("failed") says failed for
+    both."""
+
+    def on_exception(self, trainer, pl_module, exception) -> None:
+        stopped = isinstance(exception, KeyboardInterrupt) or type(exception).__name__ == "SIGTERMException"
+        trainer.logger.record_outcome({"status": "interrupted" if stopped else "failed"})
+
+
 def build_trainer(cfg, run_dir: Path, callbacks: list, job: dict | None = None) -> pl.Trainer:
     quiet_lightning()
     trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
@@ -111,6 +121,8 @@ def build_trainer(cfg, run_dir: Path, callbacks: list, job: dict | None = None) 
     if tty:
         callbacks.append(pl.callbacks.RichProgressBar())
     logger = build_logger(cfg, job)
+    if hasattr(logger, "record_outcome"):
+        callbacks.append(TrackerOutcome())
     return hydra.utils.instantiate(
         trainer_cfg, callbacks=callbacks, logger=logger, enable_progress_bar=tty,
         enable_model_summary=False, use_distributed_sampler=False, default_root_dir=str(run_dir))

@@ -30,7 +30,6 @@ def run_module(module: str, *args, env=None, timeout=600, cwd=None) -> subproces
                           env=full_env, timeout=timeout, cwd=cwd or ROOT)
 
 
-# Tests that check plumbing, not learning, train a 8-wide ResNet10 on a few batches.
 def free_port() -> int:
     """A loopback port nothing listens on now (a server the test starts, or one that must not answer)."""
     with socket.socket() as s:
@@ -38,6 +37,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# Tests that check plumbing, not learning, train a 8-wide ResNet10 on a few batches.
 TINY = ["model.base_width=8", "trainer.accelerator=cpu", "trainer.limit_train_batches=8"]
 
 

@@ -74,6 +74,30 @@ def test_wandb_offline_groups_a_sweep_and_tags_each_job_with_its_status(tmp_path
     assert runs["optimizer.lr=0.05"][0][1]["test_acc"] == pytest.approx(test_acc)
 
 
+def test_without_the_wandb_package_logger_wandb_says_to_install_the_extra(monkeypatch):
+    import lab.tracking
+    from lab.config import validate
+
+    monkeypatch.setitem(sys.modules, "wandb", None)  # import wandb now raises ModuleNotFoundError
+    monkeypatch.delitem(sys.modules, "lab.tracking.wandb_run", raising=False)
+    monkeypatch.delattr(lab.tracking, "wandb_run", raising=False)
+    with pytest.raises(ConfigError, match=r'needs the wandb package.*pip install -e "\.\[wandb\]"'):
+        validate(compose(["logger=wandb"]))
+
+
+@pytest.mark.slow  # ~15 s: two commands that import mlflow
+@pytest.mark.parametrize("sweeper", [[], ["hydra/sweeper=tune", "optimizer.lr=interval(0.01, 0.1)"]])
+def test_an_unreachable_tracking_server_stops_a_sweep_before_any_job(tmp_path, sweeper):
+    port = free_port()
+    proc = run_train("-m", "dataset=digits", *TINY, "seed=1,2", *sweeper, "logger=mlflow",
+                     f"logger.tracking_uri=http://127.0.0.1:{port}", f"hydra.sweep.dir={tmp_path / 'sweep'}")
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr[-2000:]
+    assert lines[0].startswith("error:") and lines[0].endswith("(no job was started)")
+    assert f"logger.tracking_uri=http://127.0.0.1:{port}: no tracking server answers" in lines[0]
+    assert not any((tmp_path / "sweep").glob("*/results.json"))
+
+
 def test_a_wandb_mode_that_cannot_work_is_one_line(monkeypatch, tmp_path):
     from lab.config import check_tracker
 
@@ -87,13 +111,24 @@ def test_a_wandb_mode_that_cannot_work_is_one_line(monkeypatch, tmp_path):
     check_tracker(compose(["logger=wandb"]))  # offline needs nothing
 
 
-@pytest.mark.slow  # ~25 s: a 3-trial study, then the dashboard's server
-def test_optuna_dashboard_serves_the_tuning_journal(tmp_path):
-    sweep = tmp_path / "sweep"
+@pytest.mark.slow  # ~35 s: a 3-trial study logged to MLflow, then the dashboard's server
+def test_a_tuning_run_is_a_parent_run_in_mlflow_and_its_journal_opens_in_optuna_dashboard(tmp_path):
+    sweep, store = tmp_path / "sweep", f"sqlite:///{tmp_path / 'mlflow.db'}"
     proc = run_train("-m", "hydra/sweeper=tune", "dataset=digits", *TINY, "trainer.max_epochs=2",
                      "optimizer.lr=tag(log, interval(0.01, 0.1))", "hydra.sweeper.n_trials=3",
-                     "hydra.sweeper.sampler=random", f"hydra.sweep.dir={sweep}")
+                     "hydra.sweeper.sampler=random", f"hydra.sweep.dir={sweep}", "logger=mlflow",
+                     f"logger.tracking_uri={store}", f"logger.artifact_location={tmp_path / 'artifacts'}")
     assert proc.returncode == 0, proc.stderr[-3000:]
+    from tests.test_mlflow import runs_by_name
+
+    runs = runs_by_name(store)
+    parent = runs.pop("sweep")
+    assert parent.data.tags["lab.kind"] == "tuning" and sorted(runs) == ["trial=000", "trial=001", "trial=002"]
+    for name, run in runs.items():
+        record = results(sweep / name)
+        assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert (run.data.tags["status"], float(run.data.params["optimizer.lr"])) == \
+            (record["status"], pytest.approx(record["config"]["optimizer"]["lr"]))
     assert f"optuna-dashboard {sweep / 'tune.journal'}" in (sweep / "tuning.md").read_text()
     port = free_port()
     dashboard = subprocess.Popen([str(Path(sys.executable).parent / "optuna-dashboard"), str(sweep / "tune.journal"),

@@ -192,8 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     except Stopped as stop:
         stopped_by, outcomes = stop.by, stop.outcomes
     exit_code = finish(study, out, argv, steps, outcomes, started, stopped_by)
-    close_group(group, [(read_results(p) or {}).get("status") or "failed" for step in steps
-                        for p in job_dirs(out / step.name)])
+    close_group(group, [(read_results(p) or {}).get("status") for step in steps for p in job_dirs(out / step.name)],
+                stopped=stopped_by is not None)
     return exit_code
 
 

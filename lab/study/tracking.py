@@ -8,7 +8,7 @@ from omegaconf import OmegaConf
 
 from lab.config import CONF
 from lab.keys import override_key
-from lab.tracking import MLFLOW, tracker_module
+from lab.tracking import MLFLOW, describe, tracker_module
 
 log = logging.getLogger("lab")
 
@@ -43,13 +43,13 @@ def open_study_group(study: dict, out: Path, step_overrides: list[str]) -> dict 
     node = study.get("tracker")
     if tracker_module(node) != MLFLOW:
         return None
-    from lab.tracking.mlflow_runs import first_line, open_group
+    from lab.tracking.mlflow_runs import open_group
 
     try:
         run_id = open_group(node["tracking_uri"], study["name"], node.get("artifact_location"), str(out), "study",
                             tags={"study": study["name"], "command": " ".join(step_overrides)})
     except Exception as err:
-        log.warning(f"MLflow ({node['tracking_uri']}): {first_line(err)}: the study has no parent run; its jobs "
+        log.warning(f"MLflow ({node['tracking_uri']}): {describe(err)}: the study has no parent run; its jobs "
                     f"train all the same")
         return None
     return dict(tracking_uri=node["tracking_uri"], run_id=run_id)

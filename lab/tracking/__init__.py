@@ -9,9 +9,38 @@ A tracker's module has check_settings(node) (bad input in one line before any jo
 takes `job`, the facts of the run it logs (job_facts); this module imports neither tracker package."""
 import logging
 
+from lab.errors import first_line
+
 log = logging.getLogger("lab")
 MLFLOW = "lab.tracking.mlflow_runs"
 TRACKER_MODULES = (MLFLOW, "lab.tracking.wandb_run")
+STATUSES = ("ok", "diverged", "pruned", "failed", "interrupted")  # lab's, as results.json says them
+
+
+def describe(err: BaseException) -> str:
+    return f"{type(err).__name__}: {first_line(err)}"
+
+
+class Guarded:
+    """Mixed into a tracker's Lightning logger: a store or server that fails mid-run costs the tracker, not the run.
+    The first error is logged once and the logger goes quiet; metrics.csv and results.json are lab's own record."""
+
+    broken = False
+    recorded = False  # record_outcome() has put lab's status on the run
+
+    def guarded(self, call, *args):
+        if self.broken:
+            return None
+        try:
+            return call(*args)
+        except Exception as err:
+            self.broken = True
+            log.warning(f"{self.tracker_name()}: {describe(err)}; this run's tracking stops here, its metrics.csv "
+                        f"and results.json are written as always")
+            return None
+
+    def tracker_name(self) -> str:
+        return type(self).__name__
 
 
 def tracker_module(node) -> str | None:
@@ -30,7 +59,7 @@ def job_facts(cfg, ctx, resume: bool) -> dict:
 
         swept = swept_overrides(ctx.sweep_dir, ctx.overrides)
     return dict(sweep_dir=str(ctx.sweep_dir) if ctx.in_sweep else None, swept=swept, seed=cfg.get("seed"),
-                resume=bool(resume))
+                resume=bool(resume), rank_zero=ctx.rank_zero)
 
 
 def open_sweep_group(config) -> dict | None:
@@ -40,7 +69,7 @@ def open_sweep_group(config) -> dict | None:
     node = config.get("logger")
     if tracker_module(node) != MLFLOW or node.get("parent_dir"):
         return None
-    from lab.tracking.mlflow_runs import first_line, open_group
+    from lab.tracking.mlflow_runs import open_group
 
     tuning = "TuneSweeper" in str(config.hydra.sweeper.get("_target_", ""))
     try:
@@ -48,20 +77,19 @@ def open_sweep_group(config) -> dict | None:
                             str(config.hydra.sweep.dir), "tuning" if tuning else "sweep",
                             tags={"command": " ".join(config.hydra.overrides.task)})
     except Exception as err:
-        log.warning(f"MLflow ({node.tracking_uri}): {first_line(err)}: the sweep has no parent run; its jobs train "
+        log.warning(f"MLflow ({node.tracking_uri}): {describe(err)}: the sweep has no parent run; its jobs train "
                     f"all the same")
         return None
     return dict(tracking_uri=node.tracking_uri, run_id=run_id)
 
 
-def close_group(group: dict | None, statuses: list[str]) -> None:
+def close_group(group: dict | None, statuses: list, stopped: bool = False) -> None:
     """End a group's parent run with its jobs' status counts (a failure here only costs the tracker)."""
     if not group:
         return
-    from lab.tracking.mlflow_runs import close_group as close_mlflow_group
-    from lab.tracking.mlflow_runs import first_line
+    from lab.tracking.mlflow_runs import end_group_run
 
     try:
-        close_mlflow_group(group["tracking_uri"], group["run_id"], statuses)
+        end_group_run(group["tracking_uri"], group["run_id"], [s for s in statuses if s], stopped)
     except Exception as err:
-        log.warning(f"MLflow ({group['tracking_uri']}): {first_line(err)}: the parent run stays open")
+        log.warning(f"MLflow ({group['tracking_uri']}): {describe(err)}: the parent run stays open")

@@ -17,6 +17,7 @@ import wandb  # noqa: F401  (see above)
 from pytorch_lightning.loggers import WandbLogger
 
 from lab.errors import ConfigError
+from lab.tracking import Guarded
 
 log = logging.getLogger("lab")
 MODES = ("offline", "online", "disabled")
@@ -38,22 +39,33 @@ def has_login() -> bool:
         return False
 
 
-class TrackedWandbRun(WandbLogger):
-    """record_outcome() tags the run with lab's status and ends it: a process that runs several jobs (Hydra's basic
-    launcher, a joblib worker) must not log the next job into this run."""
+class TrackedWandbRun(Guarded, WandbLogger):
+    """Lightning's WandbLogger whose failures cost the tracker, not the run (Guarded: an online run whose server goes
+    away). record_outcome() tags the run with lab's status and ends it: a process that runs several jobs (Hydra's
+    basic launcher, a joblib worker) must not log the next job into this run."""
+
+    def tracker_name(self) -> str:
+        return "W&B"
+
+    def log_metrics(self, metrics, step=None) -> None:
+        self.guarded(super().log_metrics, metrics, step)
+
+    def log_hyperparams(self, params) -> None:
+        self.guarded(super().log_hyperparams, params)
+
+    def finalize(self, status: str) -> None:
+        if not self.recorded:
+            self.guarded(super().finalize, status)
 
     def record_outcome(self, results: dict) -> None:
-        status = results.get("status", "failed")
+        self.recorded = True
+        self.guarded(self.end_run, results.get("status", "failed"))
+
+    def end_run(self, status: str) -> None:
         run = self.experiment
         run.tags = tuple(run.tags or ()) + (f"status:{status}",)
         run.summary["status"] = status
         run.finish(exit_code=0 if status in ("ok", "diverged", "pruned") else 1)
-
-    def finalize(self, status: str) -> None:
-        super().finalize(status)
-        if status == "failed" and self._experiment is not None:  # an exception inside fit
-            self._experiment.tags = tuple(self._experiment.tags or ()) + ("status:failed",)
-            self._experiment.finish(exit_code=1)
 
 
 def group_name(group_dir: str | None) -> str | None:

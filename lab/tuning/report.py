@@ -28,7 +28,10 @@ def tuning_settings(sweep_dir: Path):
     if settings is None or "TuneSweeper" not in str(settings.get("_target_", "")):
         return None
     in_process = str(OmegaConf.select(config, "hydra.launcher._target_") or "").endswith("BasicLauncher")
-    return OmegaConf.merge(settings, {"slots": 1 if in_process else settings.n_jobs})  # as slots.slot_count
+    workers = OmegaConf.select(config, "hydra.launcher.n_jobs")  # joblib's: trials beyond it wait for a worker
+    slots = 1 if in_process else min(settings.n_jobs, workers) if isinstance(workers, int) and workers > 0 \
+        else settings.n_jobs
+    return OmegaConf.merge(settings, {"slots": slots})  # as slots.slot_count
 
 
 def load_trials(sweep_dir: Path, settings):

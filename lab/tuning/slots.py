@@ -7,9 +7,15 @@ worker threads, and the next trial is asked for as soon as any one ends. The lau
 (joblib's loky processes, which joblib reuses from call to call; submitit's Slurm jobs, one per trial) and each call
 still runs Hydra's own job set-up; the main thread alone talks to Optuna (ask, tell), so the study needs no lock.
 Hydra's basic launcher runs a job inside the calling process, where two jobs at once would share Hydra's global
-config, the working directory and torch's state: it gets one slot."""
+config, the working directory and torch's state: it gets one slot.
+
+joblib's calls from several threads share one pool of loky workers, and joblib ends the whole pool when one call
+fails (a worker killed for memory, a job that exits): the other slots' launches then fail too. study.py launches a
+trial whose launch failed before its job ended again (resume=true, from its last.ckpt) rather than telling Optuna it
+failed."""
 import logging
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+import queue
+import threading
 
 log = logging.getLogger("lab")
 
@@ -23,39 +29,41 @@ def slot_count(launcher, n_jobs: int) -> int:
     return max(1, n_jobs)
 
 
-def launch_one(launcher, overrides: list[str], number: int) -> str | None:
-    """None, or why the launch itself failed (a worker process that died, a Slurm submission refused); an error
-    inside the job is in the job's results.json, as with any launch."""
-    try:
-        launcher.launch([overrides], initial_job_idx=number)
-    except Exception as err:  # one trial's launch failing must not end the others
-        return f"{type(err).__name__}: {err}"
-    return None
-
-
 class Slots:
-    """n trials running at once: start() one into a free slot, wait_any() for those that end."""
+    """n trials running at once: start() one into a free slot, wait_any() for those that end.
+
+    Each launch runs in a daemon thread: on Ctrl-C or an error in the sweeper, the process exits at once instead
+    of joining threads that wait on their jobs (a Slurm job may wait in the queue for hours). The jobs get the
+    Ctrl-C themselves and save last.ckpt; the same command resumes them."""
 
     def __init__(self, launcher, n: int):
         self.launcher, self.size = launcher, n
-        self.running = {}  # future -> the item start() was given (a trial)
-        self.pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="trial")
+        self.running = set()  # the items start() was given (trials) whose launch has not returned
+        self.ended = queue.Queue()  # (item, launch error or None)
 
     @property
     def free(self) -> int:
         return self.size - len(self.running)
 
     def start(self, item, overrides: list[str], number: int) -> None:
-        self.running[self.pool.submit(launch_one, self.launcher, overrides, number)] = item
+        self.running.add(item)
+        threading.Thread(target=self.launch_one, args=(item, overrides, number), daemon=True,
+                         name=f"trial-{number}").start()
+
+    def launch_one(self, item, overrides: list[str], number: int) -> None:
+        """The launch's error, if the launch itself failed (a worker process that died, a Slurm submission refused,
+        a job that exited): an error inside the job is in its results.json, as with any launch."""
+        try:
+            self.launcher.launch([overrides], initial_job_idx=number)
+            self.ended.put((item, None))
+        except BaseException as err:  # one trial's launch failing must not end the others
+            self.ended.put((item, f"{type(err).__name__}: {err}"))
 
     def wait_any(self) -> list[tuple]:
         """Block until at least one running item ends; -> [(item, launch error or None)] of every one that has."""
-        done, _ = wait(list(self.running), return_when=FIRST_COMPLETED)
-        return [(self.running.pop(future), future.result()) for future in done]
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, kind, error, trace) -> None:
-        # On Ctrl-C the jobs get the signal too (lab.train saves last.ckpt and stops): don't queue more.
-        self.pool.shutdown(wait=error is None, cancel_futures=True)
+        ended = [self.ended.get()]
+        while not self.ended.empty():
+            ended.append(self.ended.get())
+        for item, _ in ended:
+            self.running.discard(item)
+        return ended

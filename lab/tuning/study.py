@@ -13,7 +13,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from lab.errors import ConfigError, exit_for_user_error
-from lab.run_files import read_results
+from lab.run_files import ENDED, read_results
 from lab.tuning.slots import Slots, slot_count
 from lab.tuning.space import check_same_space, check_settings, grid_left, search_space
 
@@ -178,6 +178,9 @@ def prepare_study(config, grid: dict, fixed: list[str], space: dict):
     return study, n_trials
 
 
+RELAUNCHES = 2  # launches of one trial that may fail before its job ended (see slots.py) before it counts as failed
+
+
 def run_study(config, launcher, config_loader, arguments: list[str]):
     """n_jobs trials running at once, interrupted ones of an earlier command first, a new one asked for as each ends,
     until the study holds n_trials (slots.py says why one launch per trial)."""
@@ -186,20 +189,27 @@ def run_study(config, launcher, config_loader, arguments: list[str]):
     study, n_trials = prepare_study(config, grid, fixed, space)
     again = settle_earlier(study, sweep_dir, settings.objective)
     finished = sum(t.state.name in ("COMPLETE", "PRUNED") for t in study.get_trials(deepcopy=False))
-    failed = 0
-    with Slots(launcher, slot_count(launcher, settings.n_jobs)) as slots:
-        while True:
-            # A typo in a fixed override fails every job at start-up: the first n_jobs trials show it.
-            given_up = not finished and failed >= slots.size
-            while slots.free and not given_up and (again or len(study.trials) < n_trials):
-                trial, resume = (again.pop(0), True) if again else (ask(study, space), False)
-                slots.start(trial, job_overrides(trial, fixed, resume), trial.number)
-            if not slots.running:
-                break
-            for trial, launch_error in slots.wait_any():
-                record = read_results(sweep_dir / trial.user_attrs["dir"])
-                ended = tell(study, trial, record, settings.objective, launch_error)
-                finished, failed = finished + ended, failed + (not ended)
+    failed, relaunched = 0, {}
+    slots = Slots(launcher, slot_count(launcher, settings.n_jobs))
+    while True:
+        # A typo in a fixed override fails every job at start-up: the first n_jobs trials show it.
+        given_up = not finished and failed >= slots.size
+        while slots.free and not given_up and (again or len(study.trials) < n_trials):
+            trial, resume = (again.pop(0), True) if again else (ask(study, space), False)
+            slots.start(trial, job_overrides(trial, fixed, resume), trial.number)
+        if not slots.running:
+            break
+        for trial, launch_error in slots.wait_any():
+            record = read_results(sweep_dir / trial.user_attrs["dir"])
+            if launch_error and (record or {}).get("status") not in ENDED and \
+                    relaunched.get(trial.number, 0) < RELAUNCHES:
+                relaunched[trial.number] = relaunched.get(trial.number, 0) + 1
+                log.warning(f"tune: trial {trial.number}'s launch failed before its job ended ({launch_error}): "
+                            f"launched again from its last.ckpt")
+                again.append(trial)
+                continue
+            ended = tell(study, trial, record, settings.objective, launch_error)
+            finished, failed = finished + ended, failed + (not ended)
     if given_up:
         log.error(f"tune: every trial failed: stopping the study (see results.json in {sweep_dir})")
     log_best(study, settings.objective)
