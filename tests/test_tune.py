@@ -164,6 +164,37 @@ def test_trials_start_as_slots_free_up_and_a_failed_launch_runs_its_trial_again(
     assert study.best_trial.number == 3
 
 
+SWEEPER_WITH_JOBS_THAT_NEVER_END = """
+import sys, threading
+from omegaconf import OmegaConf
+from hydra_plugins.lab_tune.tune_sweeper import TuneSweeperConf
+from lab.tuning.study import run_study
+
+class NeverEnds:  # a Slurm job that waits in the queue, as far as the sweeper can tell
+    def launch(self, job_overrides, initial_job_idx):
+        print("launched", flush=True)
+        threading.Event().wait()
+
+tuned = dict(n_trials=4, n_jobs=2, sampler="random", pruner="none")
+settings = OmegaConf.merge(OmegaConf.structured(TuneSweeperConf), tuned)
+config = OmegaConf.create({"seed": 1, "trainer": {"max_epochs": 2},
+                           "hydra": {"sweeper": settings, "sweep": {"dir": sys.argv[1]}}})
+run_study(config, NeverEnds(), None, ["optimizer.lr=interval(0.01, 0.1)"])
+"""
+
+
+def test_ctrl_c_ends_the_sweeper_at_once_while_its_trials_wait(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-c", SWEEPER_WITH_JOBS_THAT_NEVER_END, str(tmp_path)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert [proc.stdout.readline() for _ in range(2)] == ["launched\n"] * 2  # both slots busy
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=20)  # the launch threads do not hold the process
+    finally:
+        proc.kill()
+    assert proc.returncode != 0
+
+
 def tune(sweep_dir, *arguments, **kwargs):
     return run_train("-m", "hydra/sweeper=tune", *DIGITS, "trainer.max_epochs=3", f"hydra.sweep.dir={sweep_dir}",
                      *arguments, **kwargs)
