@@ -9,7 +9,7 @@ from omegaconf import OmegaConf
 from lab.augment import MIXES
 from lab.errors import ConfigError
 from lab.keys import key_paths
-from lab.targets import check_keys, importable, parameters
+from lab.targets import check_keys, importable, parameters, tracker_module
 
 CONF = Path(__file__).resolve().parents[1] / "conf"  # the one place lab finds its config dir
 
@@ -213,8 +213,6 @@ def check_job(cfg) -> None:
 
 def check_tracker(cfg) -> None:
     """lab's trackers (lab/tracking/) check their own settings: a URI that cannot work, a server that is not up."""
-    from lab.tracking import tracker_module
-
     module = tracker_module(cfg.get("logger"))
     if module:
         importable("logger", f"{module}.check_settings")(cfg.logger)

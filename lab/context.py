@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lab.errors import ConfigError
+from lab.keys import swept_overrides
 
 log = logging.getLogger("lab")
 # Per process, not per run: the basic launcher runs a sweep's jobs one after another in one process, and a
@@ -38,6 +39,7 @@ class RunContext:
     sweep_dir: Path | None = None
     run_dir_given: bool = False       # hydra.run.dir on the command line: a rerun lands in the same dir
     overrides: tuple = ()             # the command's overrides as typed
+    swept: dict = field(default_factory=dict)  # a sweep job's overrides that its sweep varies {key: value as typed}
     choices: dict = field(default_factory=dict)  # {group: option}, as Hydra composed them
     sweeper: dict = field(default_factory=dict)  # the sweeper's settings (a tuning trial's number among them)
     job_callbacks: tuple = ()         # "module.factory" paths a sweeper hands to each job (lab.train plugs them in)
@@ -81,8 +83,9 @@ def run_context() -> RunContext:
         run_dir=Path(hydra.runtime.output_dir), rank_zero=is_rank_zero(slurm), in_sweep=multirun,
         sweep_dir=Path(hydra.sweep.dir) if multirun else None,
         run_dir_given=any(o.startswith("hydra.run.dir=") for o in hydra.overrides.hydra),
-        overrides=tuple(hydra.overrides.task), choices={group: option for group, option in
-                                                      hydra.runtime.choices.items() if not group.startswith("hydra/")},
+        overrides=tuple(hydra.overrides.task),
+        swept=swept_overrides(Path(hydra.sweep.dir), hydra.overrides.task) if multirun else {},
+        choices={group: option for group, option in hydra.runtime.choices.items() if not group.startswith("hydra/")},
         sweeper=sweeper, job_callbacks=(callback,) if callback else (), slurm=slurm,
         omp_threads_set=bool(os.environ.get("OMP_NUM_THREADS")),
         job_started_at=None if PROCESS["jobs_started"] == 1 else time.time())

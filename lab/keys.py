@@ -1,5 +1,6 @@
 """Config key paths and override strings, read the same way everywhere (config checks, resume, job dirs,
-reports). A leaf module: it imports nothing from lab."""
+reports, trackers). A leaf module: it imports nothing from lab."""
+from pathlib import Path
 
 
 def flatten(node: dict, prefix: str = "") -> dict:
@@ -42,3 +43,27 @@ def run_overrides(items) -> list[tuple[str, str, str]]:
         if sep and key != "resume" and not key.startswith("hydra."):
             kept.append((key, value, str(item)))
     return kept
+
+
+def swept_keys(config) -> list[str]:
+    """Keys that take several values: `key=a,b` on the command line, or an experiment's sweeper.params."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import OmegaConf
+
+    parsed = OverridesParser.create().parse_overrides(list(config.hydra.overrides.task))
+    keys = [o.key_or_group for o in parsed if o.is_sweep_override()]
+    params = OmegaConf.select(config, "hydra.sweeper.params") or {}
+    return keys + [k for k in params if k not in keys]
+
+
+def swept_overrides(sweep_dir: Path, overrides) -> dict:
+    """{key: value as typed} of a job's overrides that its sweep varies (the swept keys of its multirun.yaml), the
+    seed last as in job dir names."""
+    from omegaconf import OmegaConf
+
+    master = Path(sweep_dir) / "multirun.yaml"
+    if not master.is_file():
+        return {}
+    swept = {override_key(k) for k in swept_keys(OmegaConf.load(master))}
+    found = [(key, value) for key, value, _ in run_overrides(list(overrides)) if key in swept]
+    return dict(sorted(found, key=lambda kv: kv[0] == "seed"))

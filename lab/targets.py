@@ -8,8 +8,18 @@ import logging
 from lab.errors import ConfigError
 
 HYDRA_KEYS = {"_target_", "_partial_", "_recursive_", "_convert_", "_args_"}
+MLFLOW = "lab.tracking.mlflow_runs"
+TRACKER_MODULES = (MLFLOW, "lab.tracking.wandb_run")  # conf/logger's trackers with lab's grouping (lab/tracking/)
 # a package an option needs -> its extra
 EXTRAS = {"mlflow": "mlflow", "tensorboard": "tensorboard", "timm": "timm", "wandb": "wandb"}
+
+
+def tracker_module(node) -> str | None:
+    """The lab tracker module a logger node's _target_ lives in, else None (csv, tensorboard, a user's own). Here,
+    not in lab/tracking/: a run with another logger does not load the trackers' code."""
+    target = str((node or {}).get("_target_", ""))
+    module = target.rsplit(".", 1)[0]
+    return module if module in TRACKER_MODULES else None
 
 
 def install_hint(package: str) -> str:

@@ -108,7 +108,7 @@ def build_run(cfg: DictConfig, ctx: RunContext, started_at: float, resume: bool 
     from lab.model import build_model, ready_to_train
     from lab.module import Classifier
     from lab.recorder import EpochRecorder
-    from lab.tracking import job_facts, tracker_module
+    from lab.targets import tracker_module
     from lab.trainer import build_trainer, set_cpu_threads, shows_progress_bar, uses_cuda
 
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -133,7 +133,11 @@ def build_run(cfg: DictConfig, ctx: RunContext, started_at: float, resume: bool 
                              step_loss_every=cfg.step_loss_every)
     plugged = [c for c in (hydra.utils.get_method(path)(cfg, ctx) for path in ctx.job_callbacks) if c is not None]
     ema = build_ema(cfg.get("ema"))
-    job = job_facts(cfg, ctx, resume) if tracker_module(cfg.get("logger")) else None  # what a tracker is told
+    job = None  # what a tracker of lab's is told of the run (lab/tracking/)
+    if tracker_module(cfg.get("logger")):
+        from lab.tracking import job_facts
+
+        job = job_facts(cfg, ctx, resume)
     trainer = build_trainer(cfg, ctx.run_dir, [recorder, *plugged, *([ema] if ema else [])], job)
     return module, datamodule, trainer, recorder, plugged
 

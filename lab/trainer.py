@@ -90,7 +90,7 @@ def shows_progress_bar() -> bool:
 
 def build_logger(cfg, job: dict | None):
     """conf/logger/: Lightning's loggers as they are; lab's trackers (lab/tracking/) also get the run's facts."""
-    from lab.tracking import tracker_module
+    from lab.targets import tracker_module
 
     if not cfg.get("logger"):
         return False

@@ -10,7 +10,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 LAB = ROOT / "lab"
-# Feature packages plug into the run; the run is lab/*.py and lab/dataset/ (what one lab.train run needs).
+# Feature packages plug into the run; the run is lab/*.py, lab/dataset/, lab/model/ and lab/tracking/ (what one
+# lab.train run needs; a tracker's code loads only when conf/logger chooses one).
 FEATURES = ("lab.sweeps", "lab.tuning", "lab.report", "lab.study", "lab.bench")
 WARN_LINES = 300
 

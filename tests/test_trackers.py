@@ -98,16 +98,11 @@ def test_an_unreachable_tracking_server_stops_a_sweep_before_any_job(tmp_path, s
     assert not any((tmp_path / "sweep").glob("*/results.json"))
 
 
-def test_a_wandb_mode_that_cannot_work_is_one_line(monkeypatch, tmp_path):
+def test_a_wandb_mode_that_cannot_work_is_one_line():
     from lab.config import check_tracker
 
     with pytest.raises(ConfigError, match="logger.mode=cloud is not a W&B mode: choose offline, online, disabled"):
         check_tracker(compose(["logger=wandb", "logger.mode=cloud"]))
-    monkeypatch.delenv("WANDB_API_KEY", raising=False)
-    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc: not logged in
-    monkeypatch.setenv("NETRC", str(tmp_path / "none"))
-    with pytest.raises(ConfigError, match="logger.mode=online needs a W&B login: run `wandb login`"):
-        check_tracker(compose(["logger=wandb", "logger.mode=online"]))
     check_tracker(compose(["logger=wandb"]))  # offline needs nothing
 
 

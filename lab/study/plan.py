@@ -220,7 +220,8 @@ def inspect_step(command: list[str]) -> tuple[list[PlannedJob] | None, str | Non
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     from lab.config import check_job
-    from lab.sweeps.jobs import job_name, job_overrides, swept_keys
+    from lab.keys import swept_keys
+    from lab.sweeps.jobs import job_name, job_overrides
 
     config_dir = command[command.index("--config-dir") + 1] if "--config-dir" in command else None
     overrides = [o for o in command if o not in ("-m", "--multirun", "--config-dir", config_dir)]

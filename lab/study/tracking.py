@@ -8,7 +8,8 @@ from omegaconf import OmegaConf
 
 from lab.config import CONF
 from lab.keys import override_key
-from lab.tracking import MLFLOW, describe, tracker_module
+from lab.targets import MLFLOW, tracker_module
+from lab.tracking.guarded import describe
 
 log = logging.getLogger("lab")
 

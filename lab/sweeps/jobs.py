@@ -6,16 +6,8 @@ from pathlib import Path
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
-from lab.keys import override_key, run_overrides, without_prefix
+from lab.keys import override_key, run_overrides, swept_keys, without_prefix
 from lab.run_files import ENDED, read_results
-
-
-def swept_keys(config) -> list[str]:
-    """Keys that take several values: `key=a,b` on the command line, or an experiment's sweeper.params."""
-    parsed = OverridesParser.create().parse_overrides(list(config.hydra.overrides.task))
-    keys = [o.key_or_group for o in parsed if o.is_sweep_override()]
-    params = OmegaConf.select(config, "hydra.sweeper.params") or {}
-    return keys + [k for k in params if k not in keys]
 
 
 def job_dirname(_root_) -> str:
@@ -45,16 +37,6 @@ def job_name(overrides: list[str], swept: set | None, order: list[str] | None = 
              if swept is None or key in swept]
     rank = (lambda kv: order.index(kv[0]) if kv[0] in order else len(order)) if order else (lambda kv: kv[0] == "seed")
     return ",".join(typed for _, typed in sorted(found, key=rank)).replace("/", "_")[:200]  # sorted() is stable
-
-
-def swept_overrides(sweep_dir: Path, overrides) -> dict:
-    """{key: value as typed} of a job's overrides that its sweep varies (the swept keys of its multirun.yaml)."""
-    master = Path(sweep_dir) / "multirun.yaml"
-    if not master.is_file():
-        return {}
-    swept = {override_key(k) for k in swept_keys(OmegaConf.load(master))}
-    found = [(key, value) for key, value, _ in run_overrides(list(overrides)) if key in swept]
-    return dict(sorted(found, key=lambda kv: kv[0] == "seed"))  # the seed last, as in job_name
 
 
 if not OmegaConf.has_resolver("lab_job_dir"):  # hydra.sweep.subdir: ${lab_job_dir:}

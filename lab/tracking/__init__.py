@@ -9,56 +9,16 @@ A tracker's module has check_settings(node) (bad input in one line before any jo
 takes `job`, the facts of the run it logs (job_facts); this module imports neither tracker package."""
 import logging
 
-from lab.errors import first_line
+from lab.targets import MLFLOW, tracker_module
+from lab.tracking.guarded import describe
 
 log = logging.getLogger("lab")
-MLFLOW = "lab.tracking.mlflow_runs"
-TRACKER_MODULES = (MLFLOW, "lab.tracking.wandb_run")
-STATUSES = ("ok", "diverged", "pruned", "failed", "interrupted")  # lab's, as results.json says them
-
-
-def describe(err: BaseException) -> str:
-    return f"{type(err).__name__}: {first_line(err)}"
-
-
-class Guarded:
-    """Mixed into a tracker's Lightning logger: a store or server that fails mid-run costs the tracker, not the run.
-    The first error is logged once and the logger goes quiet; metrics.csv and results.json are lab's own record."""
-
-    broken = False
-    recorded = False  # record_outcome() has put lab's status on the run
-
-    def guarded(self, call, *args):
-        if self.broken:
-            return None
-        try:
-            return call(*args)
-        except Exception as err:
-            self.broken = True
-            log.warning(f"{self.tracker_name()}: {describe(err)}; this run's tracking stops here, its metrics.csv "
-                        f"and results.json are written as always")
-            return None
-
-    def tracker_name(self) -> str:
-        return type(self).__name__
-
-
-def tracker_module(node) -> str | None:
-    """The lab tracker module a logger node's _target_ lives in, else None (csv, tensorboard, a user's own)."""
-    target = str((node or {}).get("_target_", ""))
-    module = target.rsplit(".", 1)[0]
-    return module if module in TRACKER_MODULES else None
 
 
 def job_facts(cfg, ctx, resume: bool) -> dict:
     """What a tracker's factory is told of the run beside its config node, from the run's RunContext (lab.context):
     its sweep dir, the overrides its sweep varies, its seed, and whether it continues an earlier process."""
-    swept = {}
-    if ctx.in_sweep:
-        from lab.sweeps.jobs import swept_overrides
-
-        swept = swept_overrides(ctx.sweep_dir, ctx.overrides)
-    return dict(sweep_dir=str(ctx.sweep_dir) if ctx.in_sweep else None, swept=swept, seed=cfg.get("seed"),
+    return dict(sweep_dir=str(ctx.sweep_dir) if ctx.in_sweep else None, swept=dict(ctx.swept), seed=cfg.get("seed"),
                 resume=bool(resume), rank_zero=ctx.rank_zero)
 
 

@@ -9,7 +9,6 @@ mlflow is an optional extra (pip install -e ".[mlflow]"): it is imported here at
 check of logger._target_, which imports this module, fails in one line before any data is loaded when it is missing."""
 import fcntl
 import logging
-import os
 import socket
 import urllib.request
 from contextlib import contextmanager
@@ -20,7 +19,7 @@ import mlflow  # noqa: F401  (see above)
 from pytorch_lightning.loggers import MLFlowLogger
 
 from lab.errors import ConfigError
-from lab.tracking import STATUSES, Guarded, describe
+from lab.tracking.guarded import STATUSES, Guarded, describe
 
 log = logging.getLogger("lab")
 SQLITE_PREFIX = "sqlite:///"
@@ -76,8 +75,11 @@ def quiet() -> None:
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     # MLflow retries a failing server 7 times with a 120 s timeout (minutes a call): a server that dies mid-sweep
     # would stall each job that long. Fewer and shorter, unless the user set them.
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+    from mlflow.environment_variables import MLFLOW_HTTP_REQUEST_MAX_RETRIES, MLFLOW_HTTP_REQUEST_TIMEOUT
+
+    for setting, value in ((MLFLOW_HTTP_REQUEST_MAX_RETRIES, 2), (MLFLOW_HTTP_REQUEST_TIMEOUT, 20)):
+        if not setting.is_set():
+            setting.set(value)
 
 
 @contextmanager
