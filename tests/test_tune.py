@@ -164,6 +164,19 @@ def test_trials_start_as_slots_free_up_and_a_failed_launch_runs_its_trial_again(
     assert study.best_trial.number == 3
 
 
+def test_slots_take_trials_that_cannot_be_hashed():
+    """An interrupted trial comes back from the journal as Optuna's FrozenTrial, which has no hash."""
+    from lab.tuning.slots import Slots
+
+    class Done:
+        def launch(self, job_overrides, initial_job_idx):
+            return []
+
+    slots, trial = Slots(Done(), 2), {"number": 7}  # a dict: unhashable too
+    slots.start(trial, ["resume=true"], 7)
+    assert slots.wait_any() == [(trial, None)] and slots.free == 2
+
+
 SWEEPER_WITH_JOBS_THAT_NEVER_END = """
 import sys, threading
 from omegaconf import OmegaConf

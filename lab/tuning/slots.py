@@ -38,15 +38,15 @@ class Slots:
 
     def __init__(self, launcher, n: int):
         self.launcher, self.size = launcher, n
-        self.running = set()  # the items start() was given (trials) whose launch has not returned
-        self.ended = queue.Queue()  # (item, launch error or None)
+        self.running = {}  # number -> the item start() was given (a trial: Optuna's FrozenTrial is not hashable)
+        self.ended = queue.Queue()  # (number, item, launch error or None)
 
     @property
     def free(self) -> int:
         return self.size - len(self.running)
 
     def start(self, item, overrides: list[str], number: int) -> None:
-        self.running.add(item)
+        self.running[number] = item
         threading.Thread(target=self.launch_one, args=(item, overrides, number), daemon=True,
                          name=f"trial-{number}").start()
 
@@ -55,15 +55,15 @@ class Slots:
         a job that exited): an error inside the job is in its results.json, as with any launch."""
         try:
             self.launcher.launch([overrides], initial_job_idx=number)
-            self.ended.put((item, None))
+            self.ended.put((number, item, None))
         except BaseException as err:  # one trial's launch failing must not end the others
-            self.ended.put((item, f"{type(err).__name__}: {err}"))
+            self.ended.put((number, item, f"{type(err).__name__}: {err}"))
 
     def wait_any(self) -> list[tuple]:
         """Block until at least one running item ends; -> [(item, launch error or None)] of every one that has."""
         ended = [self.ended.get()]
         while not self.ended.empty():
             ended.append(self.ended.get())
-        for item, _ in ended:
-            self.running.discard(item)
-        return ended
+        for number, _, _ in ended:
+            del self.running[number]
+        return [(item, error) for _, item, error in ended]
