@@ -197,8 +197,10 @@ run_study(config, NeverEnds(), None, ["optimizer.lr=interval(0.01, 0.1)"])
 
 
 def test_ctrl_c_ends_the_sweeper_at_once_while_its_trials_wait(tmp_path):
+    # SIGINT as in a terminal: a shell that runs pytest in the background (`&`) makes its children ignore it.
     proc = subprocess.Popen([sys.executable, "-c", SWEEPER_WITH_JOBS_THAT_NEVER_END, str(tmp_path)], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         assert [proc.stdout.readline() for _ in range(2)] == ["launched\n"] * 2  # both slots busy
         proc.send_signal(signal.SIGINT)
