@@ -89,13 +89,11 @@ def shows_progress_bar() -> bool:
 
 
 def build_logger(cfg, job: dict | None):
-    """conf/logger/: Lightning's loggers as they are; lab's trackers (lab/tracking/) also get the run's facts."""
-    from lab.targets import tracker_module
-
+    """conf/logger/: Lightning's loggers as they are; lab's trackers (lab/tracking/) also get the run's facts (job,
+    which lab.train builds for them only)."""
     if not cfg.get("logger"):
         return False
-    extra = {"job": job} if job is not None and tracker_module(cfg.logger) else {}
-    return hydra.utils.instantiate(cfg.logger, **extra)
+    return hydra.utils.instantiate(cfg.logger, **({"job": job} if job is not None else {}))
 
 
 class TrackerOutcome(pl.Callback):

@@ -161,7 +161,17 @@ def test_trials_start_as_slots_free_up_and_a_failed_launch_runs_its_trial_again(
     assert launcher.waited_out is False and launcher.ended[-1] == 0 and sorted(launcher.ended) == [0, 1, 2, 3]
     assert [resume for number, resume in launcher.launches if number == 2] == [False, True]  # from its last.ckpt
     assert {t.number: t.state.name for t in study.trials} == {n: "COMPLETE" for n in range(4)}
-    assert study.best_trial.number == 3
+    assert study.best_trial.number == 3 and study.user_attrs["slots"] == 2  # what tuning.md's utilisation uses
+
+
+def test_slots_are_n_jobs_but_no_more_than_joblibs_workers_and_one_in_process():
+    from lab.tuning.slots import slot_count
+
+    class BasicLauncher:
+        pass
+
+    assert [slot_count(object(), 4, 2), slot_count(object(), 2, None), slot_count(object(), 2, -1)] == [2, 2, 2]
+    assert slot_count(BasicLauncher(), 4, None) == 1
 
 
 def test_slots_take_trials_that_cannot_be_hashed():

@@ -24,8 +24,7 @@ def study_tracker(step_overrides: list[str], config_dir: str | None) -> dict | N
     from lab.config import register_resolvers
 
     register_resolvers()
-    plain = [o for o in step_overrides if override_key(o) == "logger" or override_key(o).startswith("logger.")
-             or override_key(o) == "paths" or override_key(o).startswith("paths.")]
+    plain = [o for o in step_overrides if override_key(o).split(".")[0] in ("logger", "paths")]  # where runs log
     search = [f"hydra.searchpath=[file://{Path(config_dir).absolute()}]"] if config_dir else []
     GlobalHydra.instance().clear()
     try:

@@ -23,15 +23,8 @@ def tuning_settings(sweep_dir: Path):
     path = Path(sweep_dir) / "multirun.yaml"
     if not path.is_file():
         return None
-    config = OmegaConf.load(path)
-    settings = OmegaConf.select(config, "hydra.sweeper")
-    if settings is None or "TuneSweeper" not in str(settings.get("_target_", "")):
-        return None
-    in_process = str(OmegaConf.select(config, "hydra.launcher._target_") or "").endswith("BasicLauncher")
-    workers = OmegaConf.select(config, "hydra.launcher.n_jobs")  # joblib's: trials beyond it wait for a worker
-    slots = 1 if in_process else min(settings.n_jobs, workers) if isinstance(workers, int) and workers > 0 \
-        else settings.n_jobs
-    return OmegaConf.merge(settings, {"slots": slots})  # as slots.slot_count
+    settings = OmegaConf.select(OmegaConf.load(path), "hydra.sweeper")
+    return settings if settings is not None and "TuneSweeper" in str(settings.get("_target_", "")) else None
 
 
 def load_trials(sweep_dir: Path, settings):
@@ -159,7 +152,8 @@ def tuning_markdown(study, rows, keys, settings, sweep_dir: Path, figures: list[
         full = len(rows) * int(max_epochs)
         lines += [f"Epochs trained: {spent} of the {full} that {len(rows)} full trials of {max_epochs} epochs would "
                   f"cost ({100 * spent / full:.0f}%).", ""]
-    lines += slot_line(slot_use(rows, settings.slots))
+    # A study of a lab that did not record its slots ran n_jobs at a time.
+    lines += slot_line(slot_use(rows, study.user_attrs.get("slots", settings.n_jobs)))
     if not settings.storage:
         lines += ['Browse it in optuna-dashboard (`pip install -e ".[dashboard]"`): '
                   f"`optuna-dashboard {Path(sweep_dir) / JOURNAL}`", ""]

@@ -20,13 +20,15 @@ import threading
 log = logging.getLogger("lab")
 
 
-def slot_count(launcher, n_jobs: int) -> int:
+def slot_count(launcher, n_jobs: int, workers) -> int:
+    """Trials at once: n_jobs, or joblib's `workers` (hydra.launcher.n_jobs) if fewer, since a trial beyond them only
+    waits for one; 1 under Hydra's basic launcher."""
     if type(launcher).__name__ == "BasicLauncher":
         if n_jobs > 1:
             log.info(f"tune: hydra.sweeper.n_jobs={n_jobs} with Hydra's basic launcher, which runs jobs in this "
                      f"process: one trial at a time (hydra/launcher=joblib runs several)")
         return 1
-    return max(1, n_jobs)
+    return max(1, min(n_jobs, workers) if isinstance(workers, int) and workers > 0 else n_jobs)
 
 
 class Slots:

@@ -190,7 +190,8 @@ def run_study(config, launcher, config_loader, arguments: list[str]):
     again = settle_earlier(study, sweep_dir, settings.objective)
     finished = sum(t.state.name in ("COMPLETE", "PRUNED") for t in study.get_trials(deepcopy=False))
     failed, relaunched = 0, {}
-    slots = Slots(launcher, slot_count(launcher, settings.n_jobs))
+    slots = Slots(launcher, slot_count(launcher, settings.n_jobs, OmegaConf.select(config, "hydra.launcher.n_jobs")))
+    study.set_user_attr("slots", slots.size)  # tuning.md's utilisation is over these
     while True:
         # A typo in a fixed override fails every job at start-up: the first n_jobs trials show it.
         given_up = not finished and failed >= slots.size
