@@ -137,7 +137,10 @@ def test_a_tuning_run_is_a_parent_run_in_mlflow_and_its_journal_opens_in_optuna_
         dashboard.terminate()
         dashboard.wait(timeout=30)
     served = {t["number"]: (t["state"], float(t["params"][0]["param_external_value"])) for t in trials}
-    on_disk = {n: ("Complete", results(sweep / f"trial={n:03d}")["config"]["optimizer"]["lr"]) for n in range(3)}
+    from tests.test_tune import load_study
+
+    states = {t.number: t.state.name.capitalize() for t in load_study(sweep).trials}  # complete or pruned (ASHA)
+    on_disk = {n: (states[n], results(sweep / f"trial={n:03d}")["config"]["optimizer"]["lr"]) for n in range(3)}
     assert served.keys() == on_disk.keys()
     for number, (state, lr) in served.items():
         assert state == on_disk[number][0] and lr == pytest.approx(on_disk[number][1])

@@ -1,11 +1,23 @@
-"""What lab's trackers share: a logger whose failures cost the tracker and not the run, and the statuses they count.
-Imports neither tracker package."""
+"""What lab's trackers share: a logger whose failures cost the tracker and not the run, the statuses they count, and
+how a job's run is named and grouped. Imports neither tracker package."""
 import logging
+from pathlib import Path
 
 from lab.errors import first_line
 
 log = logging.getLogger("lab")
 STATUSES = ("ok", "diverged", "pruned", "failed", "interrupted")  # lab's, as results.json says them
+
+
+def run_name(run_dir: str, tags: dict | None) -> str:
+    """A job's run: its dir's last part (a sweep job's overrides), after its step in a study (t3/optimizer.lr=0.1)."""
+    return "/".join(filter(None, [(tags or {}).get("step"), Path(run_dir).name]))
+
+
+def group_of(parent_dir: str | None, job: dict) -> str | None:
+    """The dir of the group a job's run belongs to: the study's (logger.parent_dir, set by lab.study), else its -m
+    sweep's; None for a single run."""
+    return str(parent_dir or "") or job.get("sweep_dir")
 
 
 def describe(err: BaseException) -> str:

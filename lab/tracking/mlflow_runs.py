@@ -19,7 +19,7 @@ import mlflow  # noqa: F401  (see above)
 from pytorch_lightning.loggers import MLFlowLogger
 
 from lab.errors import ConfigError
-from lab.tracking.guarded import STATUSES, Guarded, describe
+from lab.tracking.guarded import STATUSES, Guarded, describe, group_of, run_name
 
 log = logging.getLogger("lab")
 SQLITE_PREFIX = "sqlite:///"
@@ -82,6 +82,17 @@ def quiet() -> None:
             setting.set(value)
 
 
+def mlflow_client(tracking_uri: str):
+    """MLflow's client of the store, once a quick look (server_down) finds its server up: ConnectionError if not."""
+    from mlflow.tracking import MlflowClient
+
+    quiet()
+    why = server_down(tracking_uri)
+    if why:
+        raise ConnectionError(why)
+    return MlflowClient(tracking_uri)
+
+
 @contextmanager
 def store_lock(tracking_uri: str):
     """Parallel jobs (hydra/launcher=joblib, slurm) that meet a new SQLite store would each create its tables and
@@ -113,14 +124,8 @@ def find_run(client, experiment: str, run_dir: str, kinds: tuple):
 def open_group(tracking_uri: str, experiment_name: str, artifact_location: str | None, group_dir: str, kind: str,
                tags: dict | None = None) -> str:
     """The parent run of a sweep, tuning run or study (found again by its dir, else created): its run id."""
-    from mlflow.tracking import MlflowClient
-
-    quiet()
-    why = server_down(tracking_uri)
-    if why:
-        raise ConnectionError(why)
+    client = mlflow_client(tracking_uri)
     with store_lock(tracking_uri):
-        client = MlflowClient(tracking_uri)
         experiment = experiment_id(client, experiment_name, artifact_location)
         run = find_run(client, experiment, group_dir, GROUP_KINDS)
         if run is None:
@@ -134,13 +139,7 @@ def open_group(tracking_uri: str, experiment_name: str, artifact_location: str |
 def end_group_run(tracking_uri: str, run_id: str, statuses: list[str], stopped: bool = False) -> None:
     """Count the jobs' statuses on the parent run (every status, zeros too: a continued sweep's counts replace the
     last command's) and end it: KILLED when the command was stopped, FAILED when a job failed."""
-    from mlflow.tracking import MlflowClient
-
-    quiet()
-    why = server_down(tracking_uri)
-    if why:
-        raise ConnectionError(why)
-    client = MlflowClient(tracking_uri)
+    client = mlflow_client(tracking_uri)
     for status in STATUSES:
         client.set_tag(run_id, f"jobs_{status}", str(statuses.count(status)))
     client.set_terminated(run_id, "KILLED" if stopped else "FAILED" if "failed" in statuses else "FINISHED")
@@ -199,28 +198,22 @@ def mlflow_logger(tracking_uri: str, artifact_location: str | None, run_dir: str
     store cannot be reached now: the run trains all the same. Lab logs no artifacts: checkpoints stay in the run
     dir; artifact_location keeps MLflow's own folder out of the current directory."""
     job, run_dir = job or {}, str(run_dir)
-    name = "/".join(filter(None, [(tags or {}).get("step"), Path(run_dir).name]))  # a study's: t3/lr=0.1
-    settings = dict(experiment_name=experiment_name, run_name=name, tracking_uri=tracking_uri,
+    settings = dict(experiment_name=experiment_name, run_name=run_name(run_dir, tags), tracking_uri=tracking_uri,
                     artifact_location=artifact_location)
     if not job.get("rank_zero", True):  # Lightning logs from rank 0 only; the other ranks leave the store alone
         return TrackedRun(**settings)
-    quiet()
     try:
-        why = server_down(tracking_uri)
-        if why:
-            raise ConnectionError(why)
+        client = mlflow_client(tracking_uri)
         with store_lock(tracking_uri):
-            return open_job_run(settings, run_dir, job, parent_dir, tags)
+            return open_job_run(client, settings, run_dir, job, parent_dir, tags)
     except Exception as err:
         log.warning(f"MLflow ({tracking_uri}): {describe(err)}: this run is not tracked; its metrics.csv and "
                     f"results.json are written as always")
         return False
 
 
-def open_job_run(settings: dict, run_dir: str, job: dict, parent_dir: str | None, tags: dict | None) -> TrackedRun:
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(settings["tracking_uri"])
+def open_job_run(client, settings: dict, run_dir: str, job: dict, parent_dir: str | None,
+                 tags: dict | None) -> TrackedRun:
     experiment = experiment_id(client, settings["experiment_name"], settings["artifact_location"])
     earlier = find_run(client, experiment, run_dir, ("job",)) if job.get("resume") else None
     if earlier:
@@ -229,7 +222,7 @@ def open_job_run(settings: dict, run_dir: str, job: dict, parent_dir: str | None
         client.update_run(earlier.info.run_id, status="RUNNING")
         client.set_tag(earlier.info.run_id, "status", "running")
     else:
-        group = str(parent_dir or "") or job.get("sweep_dir")
+        group = group_of(parent_dir, job)
         parent = find_run(client, experiment, group, GROUP_KINDS) if group else None
         run_tags = job_tags(run_dir, job, tags) | ({"mlflow.parentRunId": parent.info.run_id} if parent else {})
         logger = TrackedRun(**settings, tags=run_tags)

@@ -15,7 +15,7 @@ import wandb  # noqa: F401  (see above)
 from pytorch_lightning.loggers import WandbLogger
 
 from lab.errors import ConfigError
-from lab.tracking.guarded import Guarded
+from lab.tracking.guarded import Guarded, group_of, run_name
 
 log = logging.getLogger("lab")
 MODES = ("offline", "online", "disabled")
@@ -68,9 +68,9 @@ def wandb_logger(save_dir: str, run_dir: str, experiment_name: str = "lab", mode
     job, run_dir, tags = job or {}, str(run_dir), {k: str(v) for k, v in (tags or {}).items()}
     Path(save_dir).mkdir(parents=True, exist_ok=True)
     return TrackedWandbRun(
-        name="/".join(filter(None, [tags.get("step"), Path(run_dir).name])), save_dir=save_dir,
+        name=run_name(run_dir, tags), save_dir=save_dir,
         project=experiment_name, offline=mode == "offline", mode=None if mode == "offline" else mode,
         id=hashlib.sha1(run_dir.encode()).hexdigest()[:16], resume="allow",
-        group=group_name(str(parent_dir or "") or job.get("sweep_dir")), job_type="job",
+        group=group_name(group_of(parent_dir, job)), job_type="job",
         tags=[f"{key}:{value}"[:64] for key, value in tags.items()],
         config={**job.get("swept", {}), "seed": job.get("seed"), "run_dir": run_dir})  # as MLflow's params
