@@ -124,8 +124,8 @@ def find_run(client, experiment: str, run_dir: str, kinds: tuple):
 def open_group(tracking_uri: str, experiment_name: str, artifact_location: str | None, group_dir: str, kind: str,
                tags: dict | None = None) -> str:
     """The parent run of a sweep, tuning run or study (found again by its dir, else created): its run id."""
-    client = mlflow_client(tracking_uri)
-    with store_lock(tracking_uri):
+    with store_lock(tracking_uri):  # a new SQLite store's tables are made as its client first opens it
+        client = mlflow_client(tracking_uri)
         experiment = experiment_id(client, experiment_name, artifact_location)
         run = find_run(client, experiment, group_dir, GROUP_KINDS)
         if run is None:
@@ -203,9 +203,8 @@ def mlflow_logger(tracking_uri: str, artifact_location: str | None, run_dir: str
     if not job.get("rank_zero", True):  # Lightning logs from rank 0 only; the other ranks leave the store alone
         return TrackedRun(**settings)
     try:
-        client = mlflow_client(tracking_uri)
-        with store_lock(tracking_uri):
-            return open_job_run(client, settings, run_dir, job, parent_dir, tags)
+        with store_lock(tracking_uri):  # a new SQLite store's tables are made as its client first opens it
+            return open_job_run(mlflow_client(tracking_uri), settings, run_dir, job, parent_dir, tags)
     except Exception as err:
         log.warning(f"MLflow ({tracking_uri}): {describe(err)}: this run is not tracked; its metrics.csv and "
                     f"results.json are written as always")
